@@ -1,0 +1,13 @@
+//! Nacre engine: every decision of a Nacre member, with no sockets, files, ambient clock or
+//! ambient randomness. The server drives it with real I/O through the `ports`; the simulator
+//! drives it with simulated I/O.
+
+pub mod config;
+pub mod constants;
+pub mod cp_node;
+pub mod digest;
+pub mod error;
+pub mod ids;
+pub mod ports;
+pub mod raft;
+pub mod wire;

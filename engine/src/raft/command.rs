@@ -1,0 +1,44 @@
+//! What goes through the Raft log, and what applying it returns.
+//!
+//! A `Command` carries the leader-side wall-clock time (`now_ms`) at which it was proposed, so
+//! every replica stamps configs with the same created/modified times: the state machine itself
+//! never reads a clock (STYLE 2).
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigApplied, ConfigCommand};
+
+/// One replicated command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    /// Wall-clock milliseconds at the proposing node.
+    pub now_ms: u64,
+    /// The operation.
+    pub op: Op,
+}
+
+/// The operations of the CP state machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// A config publish or remove.
+    Config(ConfigCommand),
+    /// Drop config history older than `retention_ms` before `now_ms`.
+    PurgeHistory { retention_ms: u64 },
+}
+
+/// The result of applying one entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResult {
+    /// Blank and membership entries.
+    None,
+    /// A config command's outcome.
+    Config(ConfigApplied),
+    /// History rows dropped.
+    Purged { rows: u64 },
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.op)
+    }
+}

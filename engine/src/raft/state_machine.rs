@@ -1,0 +1,223 @@
+//! The Raft state machine: the CP tables in memory, snapshotted to disk.
+//!
+//! Applying an entry mutates `CpState`, which the node also reads for local (Nacos-style) reads.
+//! A snapshot is an `SnapshotImage`: versioned, framed with a CRC (wire::frame), and carrying a
+//! digest of the state it holds. It is validated when it is built, when it is read back from
+//! disk on start, and when it is received from a leader, so a corrupted snapshot is refused,
+//! never installed (DESIGN §4).
+
+use std::io::Cursor;
+use std::sync::{Arc, Mutex, RwLock};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, StorageIOError};
+use serde::{Deserialize, Serialize};
+
+use super::command::{CommandResult, Op};
+use super::log_store::entry_digest;
+use super::type_config::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::config::ConfigStore;
+use crate::error::{DecodeError, Fatal};
+use crate::ports::{Disk, DiskFile, RaftObserver};
+use crate::wire::frame::{decode_msg, encode_msg};
+
+const SNAPSHOT_VERSION: u32 = 1;
+
+/// The replicated CP state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpState {
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+    pub configs: ConfigStore,
+}
+
+impl CpState {
+    /// A digest of the data (not of the Raft bookkeeping), equal on converged replicas.
+    pub fn digest(&self) -> u64 {
+        self.configs.digest()
+    }
+
+    fn apply_entry(&mut self, entry: &Entry) -> CommandResult {
+        self.last_applied = Some(entry.log_id);
+        match &entry.payload {
+            EntryPayload::Blank => CommandResult::None,
+            EntryPayload::Membership(m) => {
+                self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                CommandResult::None
+            }
+            EntryPayload::Normal(cmd) => match &cmd.op {
+                Op::Config(c) => CommandResult::Config(self.configs.apply(entry.log_id.index, cmd.now_ms, c)),
+                Op::PurgeHistory { retention_ms } => {
+                    let rows = self.configs.purge_history(cmd.now_ms, *retention_ms);
+                    CommandResult::Purged { rows: rows as u64 }
+                }
+            },
+        }
+    }
+}
+
+/// What a snapshot file and a snapshot transfer contain.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotImage {
+    pub version: u32,
+    pub meta: SnapshotMeta,
+    pub state: CpState,
+    pub state_digest: u64,
+}
+
+impl SnapshotImage {
+    /// Encodes the image as one framed, checksummed byte string.
+    pub fn encode(&self) -> Vec<u8> {
+        encode_msg(self)
+    }
+
+    /// Decodes and validates an image: frame checksum, version, and the state digest.
+    pub fn decode(bytes: &[u8]) -> Result<SnapshotImage, DecodeError> {
+        let (image, used): (SnapshotImage, usize) = decode_msg(bytes)?;
+        if used != bytes.len() {
+            return Err(DecodeError::Body(format!("{} trailing bytes", bytes.len() - used)));
+        }
+        if image.version != SNAPSHOT_VERSION {
+            return Err(DecodeError::Body(format!("snapshot version {}", image.version)));
+        }
+        if image.state.digest() != image.state_digest {
+            return Err(DecodeError::Body("state digest mismatch".into()));
+        }
+        if image.state.last_applied != image.meta.last_log_id {
+            return Err(DecodeError::Body("snapshot meta does not match its state".into()));
+        }
+        Ok(image)
+    }
+}
+
+/// The state machine store handed to openraft.
+#[derive(Clone)]
+pub struct StateMachineStore {
+    node: u64,
+    state: Arc<RwLock<CpState>>,
+    disk: Arc<dyn Disk>,
+    current: Arc<Mutex<Option<(SnapshotMeta, Vec<u8>)>>>,
+    observer: Option<Arc<dyn RaftObserver>>,
+    snapshot_seq: Arc<Mutex<u64>>,
+}
+
+fn sm_err(e: impl std::fmt::Display) -> StorageError {
+    StorageError::from(StorageIOError::write_state_machine(AnyError::error(e.to_string())))
+}
+
+impl StateMachineStore {
+    /// Opens the store: loads and validates the snapshot on disk, if any.
+    pub fn open(node: u64, disk: Arc<dyn Disk>, observer: Option<Arc<dyn RaftObserver>>) -> Result<Self, Fatal> {
+        let mut state = CpState::default();
+        let mut current = None;
+        if let Some(bytes) = disk.read(DiskFile::Snapshot)? {
+            let image = SnapshotImage::decode(&bytes)
+                .map_err(|e| Fatal::Corrupt { what: "raft snapshot", detail: e.to_string() })?;
+            state = image.state;
+            current = Some((image.meta, bytes));
+        }
+        Ok(StateMachineStore {
+            node,
+            state: Arc::new(RwLock::new(state)),
+            disk,
+            current: Arc::new(Mutex::new(current)),
+            observer,
+            snapshot_seq: Arc::new(Mutex::new(0)),
+        })
+    }
+
+    /// The shared state, for local reads.
+    pub fn state(&self) -> Arc<RwLock<CpState>> {
+        self.state.clone()
+    }
+
+    fn build(&self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let state = self.state.read().expect("state lock poisoned").clone();
+        let seq = {
+            let mut s = self.snapshot_seq.lock().expect("seq lock poisoned");
+            *s += 1;
+            *s
+        };
+        let last = state.last_applied;
+        let snapshot_id = match last {
+            Some(l) => format!("{}-{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index, seq),
+            None => format!("empty-{seq}"),
+        };
+        let meta = SnapshotMeta { last_log_id: last, last_membership: state.membership.clone(), snapshot_id };
+        let image = SnapshotImage { version: SNAPSHOT_VERSION, meta: meta.clone(), state_digest: state.digest(), state };
+        let bytes = image.encode();
+        // Validate what was built before it replaces the previous snapshot.
+        SnapshotImage::decode(&bytes).map_err(sm_err)?;
+        self.disk.replace(DiskFile::Snapshot, &bytes).map_err(sm_err)?;
+        *self.current.lock().expect("snapshot lock poisoned") = Some((meta.clone(), bytes.clone()));
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) })
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        self.build()
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = StateMachineStore;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let s = self.state.read().expect("state lock poisoned");
+        Ok((s.last_applied, s.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut out = Vec::new();
+        let mut state = self.state.write().expect("state lock poisoned");
+        for entry in entries {
+            out.push(state.apply_entry(&entry));
+            if let Some(obs) = &self.observer {
+                obs.on_apply(self.node, &entry_digest(&entry));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let bytes = snapshot.into_inner();
+        let image = SnapshotImage::decode(&bytes).map_err(sm_err)?;
+        if image.meta.last_log_id != meta.last_log_id {
+            return Err(sm_err("received snapshot does not match its announced meta"));
+        }
+        self.disk.replace(DiskFile::Snapshot, &bytes).map_err(sm_err)?;
+        let digest = image.state_digest;
+        let index = image.meta.last_log_id.map(|l| l.index).unwrap_or(0);
+        *self.state.write().expect("state lock poisoned") = image.state;
+        *self.current.lock().expect("snapshot lock poisoned") = Some((meta.clone(), bytes));
+        if let Some(obs) = &self.observer {
+            obs.on_snapshot_installed(self.node, index, digest);
+        }
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let cur = self.current.lock().expect("snapshot lock poisoned");
+        Ok(cur.as_ref().map(|(meta, bytes)| Snapshot {
+            meta: meta.clone(),
+            snapshot: Box::new(Cursor::new(bytes.clone())),
+        }))
+    }
+}

@@ -1,0 +1,89 @@
+//! The peer transport over madsim's network, and each member's serving loop.
+//!
+//! Messages travel as the same postcard frames the server sends over TCP (`wire::frame`), so
+//! the simulator exercises the real codec. A call binds a fresh endpoint, sends one framed
+//! request and waits for one framed response until the deadline. A call to a member whose
+//! process is down (host up) fails fast as `Unreachable`, as a TCP connect to a closed port
+//! does; a call across a partition times out.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use madsim::net::Endpoint;
+use nacre_engine::cp_node::CpNode;
+use nacre_engine::ports::{BoxFuture, PeerTransport, TransportError};
+use nacre_engine::wire::{decode_msg, encode_msg, PeerRequest, PeerResponse};
+
+const TAG_REQUEST: u64 = 1;
+const TAG_RESPONSE: u64 = 2;
+
+/// Addresses whose member process is running.
+pub type Alive = Arc<Mutex<BTreeSet<String>>>;
+
+/// The simulated transport, shared by members and clients.
+#[derive(Clone)]
+pub struct SimTransport {
+    pub alive: Alive,
+}
+
+impl SimTransport {
+    async fn call_inner(
+        alive: Alive,
+        addr: String,
+        request: PeerRequest,
+        timeout: Duration,
+    ) -> Result<PeerResponse, TransportError> {
+        let dst: SocketAddr = addr.parse().map_err(|_| TransportError::Unreachable(format!("bad address {addr}")))?;
+        if !alive.lock().expect("alive lock").contains(&addr) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            return Err(TransportError::Unreachable(format!("{addr}: connection refused")));
+        }
+        let ep = Endpoint::bind("0.0.0.0:0").await.map_err(|e| TransportError::Unreachable(e.to_string()))?;
+        let bytes = encode_msg(&request);
+        ep.send_to_raw(dst, TAG_REQUEST, Box::new(bytes)).await.map_err(|e| TransportError::Unreachable(e.to_string()))?;
+        let answer = tokio::select! {
+            biased;
+            r = ep.recv_from_raw(TAG_RESPONSE) => r,
+            _ = tokio::time::sleep(timeout) => return Err(TransportError::Timeout),
+        };
+        let (payload, _) = answer.map_err(|e| TransportError::BadResponse(e.to_string()))?;
+        let bytes = payload.downcast::<Vec<u8>>().map_err(|_| TransportError::BadResponse("not bytes".into()))?;
+        let (response, _) = decode_msg::<PeerResponse>(&bytes).map_err(|e| TransportError::BadResponse(e.to_string()))?;
+        Ok(response)
+    }
+}
+
+impl PeerTransport for SimTransport {
+    fn call(
+        &self,
+        _target: u64,
+        addr: &str,
+        request: PeerRequest,
+        timeout: Duration,
+    ) -> BoxFuture<Result<PeerResponse, TransportError>> {
+        Box::pin(Self::call_inner(self.alive.clone(), addr.to_string(), request, timeout))
+    }
+}
+
+/// Serves peer and client requests for one member until the member is killed.
+pub async fn serve(addr: String, node: Arc<CpNode>) {
+    let ep = Arc::new(Endpoint::bind(addr.as_str()).await.expect("a member's address is free in its own node"));
+    loop {
+        // A receive error is transient (e.g. while the node is cut off); keep serving.
+        let Ok((payload, from)) = ep.recv_from_raw(TAG_REQUEST).await else {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        };
+        let node = node.clone();
+        let ep = ep.clone();
+        tokio::spawn(async move {
+            let Ok(bytes) = payload.downcast::<Vec<u8>>() else { return };
+            // A malformed frame is dropped: only that exchange fails.
+            let Ok((request, _)) = decode_msg::<PeerRequest>(&bytes) else { return };
+            let response = node.handle_peer(request).await;
+            let _ = ep.send_to_raw(from, TAG_RESPONSE, Box::new(encode_msg(&response))).await;
+        });
+    }
+}
