@@ -188,7 +188,7 @@ fn measure_failover(losses: &[LeaderLoss], leaders: &[(u64, Option<u64>)], ops: 
     losses
         .iter()
         .map(|l| {
-            let new_leader_ms = leaders.iter().find(|(t, id)| *t >= l.at_ms && *id != Some(l.leader)).map(|(t, _)| t - l.at_ms);
+            let new_leader_ms = leaders.iter().find(|(t, _)| *t > l.at_ms).map(|(t, _)| t - l.at_ms);
             let at_ns = l.at_ms * 1_000_000;
             let first_write_ms = ops
                 .iter()

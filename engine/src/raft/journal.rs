@@ -92,25 +92,15 @@ pub fn decode_record(buf: &[u8]) -> Result<(JournalRecord, usize), DecodeError> 
     crate::wire::frame::decode_msg(buf)
 }
 
-/// A bad record is a torn tail when it is incomplete, or when its declared extent reaches the
-/// end of the file (a crash cut the final write).
+/// A bad record is a torn tail only when no intact record starts anywhere after it: the journal
+/// is written sequentially, so a crash can only damage its end. Any intact frame behind the
+/// damage means synced data was corrupted (even a flipped length field that points past the
+/// end of the file, which looks like a tear on its own).
 fn is_tail(rest: &[u8], err: &DecodeError) -> bool {
-    match err {
-        DecodeError::Truncated { .. } => true,
-        DecodeError::Checksum | DecodeError::Body(_) => declared_end(rest) >= rest.len(),
-        DecodeError::Magic | DecodeError::Version(_) | DecodeError::TooLarge { .. } => {
-            // A garbled header at the tail: torn only if no intact frame follows anywhere.
-            !(1..rest.len()).any(|i| decode_frame(&rest[i..]).is_ok())
-        }
+    if matches!(err, DecodeError::Truncated { .. }) && rest.len() < FRAME_HEADER_BYTES {
+        return true;
     }
-}
-
-fn declared_end(rest: &[u8]) -> usize {
-    if rest.len() < FRAME_HEADER_BYTES {
-        return rest.len();
-    }
-    let len = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
-    FRAME_HEADER_BYTES.saturating_add(len)
+    !(1..rest.len()).any(|i| decode_frame(&rest[i..]).is_ok())
 }
 
 #[cfg(test)]
@@ -153,6 +143,16 @@ mod tests {
             assert_eq!(rec.valid_len, first.len() as u64);
             assert_eq!(rec.entries.len(), 1);
         }
+    }
+
+    #[test]
+    fn a_corrupted_length_field_is_not_mistaken_for_a_torn_tail() {
+        let mut bytes = journal(&[
+            JournalRecord::Entries(vec![entry(1)]),
+            JournalRecord::Entries(vec![entry(2)]),
+        ]);
+        bytes[7] ^= 0x40; // high byte of the first record's length
+        assert!(matches!(replay(&bytes), Err(Fatal::Corrupt { .. })));
     }
 
     #[test]
