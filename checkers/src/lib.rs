@@ -47,15 +47,28 @@ pub struct Operation {
 /// The verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinearizabilityReport {
-    Ok { keys: usize, ops: usize },
+    Ok {
+        keys: usize,
+        ops: usize,
+    },
     /// The ids of the operations that could not be placed after the longest linearizable prefix.
-    Violation { key: String, op_ids: Vec<u64> },
-    Inconclusive { key: String, steps: u64 },
+    Violation {
+        key: String,
+        op_ids: Vec<u64>,
+    },
+    Inconclusive {
+        key: String,
+        steps: u64,
+    },
 }
 
 /// Checks every key's history. `md5` computes Nacos's md5 of a content; `budget` bounds the
 /// search steps per key.
-pub fn check_linearizable(ops: &[Operation], md5: fn(&str) -> String, budget: u64) -> LinearizabilityReport {
+pub fn check_linearizable(
+    ops: &[Operation],
+    md5: fn(&str) -> String,
+    budget: u64,
+) -> LinearizabilityReport {
     let mut by_key: BTreeMap<&str, Vec<&Operation>> = BTreeMap::new();
     for op in ops {
         // A read with an unknown outcome constrains nothing.
@@ -68,11 +81,24 @@ pub fn check_linearizable(ops: &[Operation], md5: fn(&str) -> String, budget: u6
     for (key, key_ops) in &by_key {
         match check_key(key_ops, md5, budget) {
             KeyVerdict::Ok => {}
-            KeyVerdict::Violation(ids) => return LinearizabilityReport::Violation { key: key.to_string(), op_ids: ids },
-            KeyVerdict::Budget(steps) => return LinearizabilityReport::Inconclusive { key: key.to_string(), steps },
+            KeyVerdict::Violation(ids) => {
+                return LinearizabilityReport::Violation {
+                    key: key.to_string(),
+                    op_ids: ids,
+                }
+            }
+            KeyVerdict::Budget(steps) => {
+                return LinearizabilityReport::Inconclusive {
+                    key: key.to_string(),
+                    steps,
+                }
+            }
         }
     }
-    LinearizabilityReport::Ok { keys: by_key.len(), ops: total }
+    LinearizabilityReport::Ok {
+        keys: by_key.len(),
+        ops: total,
+    }
 }
 
 enum KeyVerdict {
@@ -89,11 +115,17 @@ fn step(state: &Option<String>, op: &Operation, md5: fn(&str) -> String) -> Opti
     };
     match (&op.input, &op.output) {
         (Input::Write(v), Output::WriteOk | Output::Unknown) => Some(v.clone()),
-        (Input::Cas { expected_md5, new }, Output::CasOk) => cas_applies(expected_md5).then(|| Some(new.clone())),
-        (Input::Cas { expected_md5, new }, Output::Unknown) => {
-            Some(if cas_applies(expected_md5) { Some(new.clone()) } else { state.clone() })
+        (Input::Cas { expected_md5, new }, Output::CasOk) => {
+            cas_applies(expected_md5).then(|| Some(new.clone()))
         }
-        (Input::Cas { expected_md5, .. }, Output::CasFailed) => (!cas_applies(expected_md5)).then(|| state.clone()),
+        (Input::Cas { expected_md5, new }, Output::Unknown) => Some(if cas_applies(expected_md5) {
+            Some(new.clone())
+        } else {
+            state.clone()
+        }),
+        (Input::Cas { expected_md5, .. }, Output::CasFailed) => {
+            (!cas_applies(expected_md5)).then(|| state.clone())
+        }
         (Input::Read, Output::ReadValue(v)) => (v == state).then(|| state.clone()),
         _ => None,
     }
@@ -133,12 +165,18 @@ fn check_key(ops: &[&Operation], md5: fn(&str) -> String, budget: u64) -> KeyVer
             best = (count, done.clone());
         }
         // The earliest return among pending required ops bounds which ops may go next.
-        let horizon = (0..n).filter(|i| !is_set(&done, *i) && ops[*i].output != Output::Unknown).map(|i| ops[i].ret).min().unwrap_or(Time::MAX);
+        let horizon = (0..n)
+            .filter(|i| !is_set(&done, *i) && ops[*i].output != Output::Unknown)
+            .map(|i| ops[i].ret)
+            .min()
+            .unwrap_or(Time::MAX);
         for i in (0..n).rev() {
             if is_set(&done, i) || ops[i].call > horizon {
                 continue;
             }
-            let Some(next) = step(&state, ops[i], md5) else { continue };
+            let Some(next) = step(&state, ops[i], md5) else {
+                continue;
+            };
             let mut d = done.clone();
             set(&mut d, i);
             if seen.insert((d.clone(), next.clone())) {

@@ -10,7 +10,15 @@ fn md5(s: &str) -> String {
 }
 
 fn op(id: u64, call: Time, ret: Time, input: Input, output: Output) -> Operation {
-    Operation { id, client: id, key: "k".into(), call, ret, input, output }
+    Operation {
+        id,
+        client: id,
+        key: "k".into(),
+        call,
+        ret,
+        input,
+        output,
+    }
 }
 
 fn w(v: &str) -> Input {
@@ -26,15 +34,27 @@ fn verdict(ops: &[Operation]) -> LinearizabilityReport {
 
 #[test]
 fn sequential_history_is_linearizable() {
-    let h = [op(1, 0, 1, w("a"), Output::WriteOk), op(2, 2, 3, Input::Read, read(Some("a")))];
-    assert!(matches!(verdict(&h), LinearizabilityReport::Ok { ops: 2, .. }));
+    let h = [
+        op(1, 0, 1, w("a"), Output::WriteOk),
+        op(2, 2, 3, Input::Read, read(Some("a"))),
+    ];
+    assert!(matches!(
+        verdict(&h),
+        LinearizabilityReport::Ok { ops: 2, .. }
+    ));
 }
 
 #[test]
 fn concurrent_read_may_see_either_value() {
     for seen in [None, Some("a")] {
-        let h = [op(1, 0, 10, w("a"), Output::WriteOk), op(2, 1, 9, Input::Read, read(seen))];
-        assert!(matches!(verdict(&h), LinearizabilityReport::Ok { .. }), "{seen:?}");
+        let h = [
+            op(1, 0, 10, w("a"), Output::WriteOk),
+            op(2, 1, 9, Input::Read, read(seen)),
+        ];
+        assert!(
+            matches!(verdict(&h), LinearizabilityReport::Ok { .. }),
+            "{seen:?}"
+        );
     }
 }
 
@@ -58,29 +78,86 @@ fn stale_read_after_completed_write_is_a_violation() {
 fn cas_semantics() {
     let ok = [
         op(1, 0, 1, w("a"), Output::WriteOk),
-        op(2, 2, 3, Input::Cas { expected_md5: md5("a"), new: "b".into() }, Output::CasOk),
-        op(3, 4, 5, Input::Cas { expected_md5: md5("a"), new: "c".into() }, Output::CasFailed),
+        op(
+            2,
+            2,
+            3,
+            Input::Cas {
+                expected_md5: md5("a"),
+                new: "b".into(),
+            },
+            Output::CasOk,
+        ),
+        op(
+            3,
+            4,
+            5,
+            Input::Cas {
+                expected_md5: md5("a"),
+                new: "c".into(),
+            },
+            Output::CasFailed,
+        ),
         op(4, 6, 7, Input::Read, read(Some("b"))),
     ];
     assert!(matches!(verdict(&ok), LinearizabilityReport::Ok { .. }));
     let bad = [
         op(1, 0, 1, w("a"), Output::WriteOk),
-        op(2, 2, 3, Input::Cas { expected_md5: md5("a"), new: "b".into() }, Output::CasFailed),
+        op(
+            2,
+            2,
+            3,
+            Input::Cas {
+                expected_md5: md5("a"),
+                new: "b".into(),
+            },
+            Output::CasFailed,
+        ),
     ];
-    assert!(matches!(verdict(&bad), LinearizabilityReport::Violation { .. }));
+    assert!(matches!(
+        verdict(&bad),
+        LinearizabilityReport::Violation { .. }
+    ));
     // A CAS on an absent key inserts.
-    let insert = [op(1, 0, 1, Input::Cas { expected_md5: "x".into(), new: "n".into() }, Output::CasOk)];
+    let insert = [op(
+        1,
+        0,
+        1,
+        Input::Cas {
+            expected_md5: "x".into(),
+            new: "n".into(),
+        },
+        Output::CasOk,
+    )];
     assert!(matches!(verdict(&insert), LinearizabilityReport::Ok { .. }));
 }
 
 #[test]
 fn unknown_writes_may_or_may_not_apply() {
-    let applied = [op(1, 0, Time::MAX, w("a"), Output::Unknown), op(2, 5, 6, Input::Read, read(Some("a")))];
-    assert!(matches!(verdict(&applied), LinearizabilityReport::Ok { .. }));
-    let not_applied = [op(1, 0, Time::MAX, w("a"), Output::Unknown), op(2, 5, 6, Input::Read, read(None))];
-    assert!(matches!(verdict(&not_applied), LinearizabilityReport::Ok { .. }));
-    let never_written = [op(1, 0, 1, w("a"), Output::WriteOk), op(2, 5, 6, Input::Read, read(Some("zz")))];
-    assert!(matches!(verdict(&never_written), LinearizabilityReport::Violation { .. }));
+    let applied = [
+        op(1, 0, Time::MAX, w("a"), Output::Unknown),
+        op(2, 5, 6, Input::Read, read(Some("a"))),
+    ];
+    assert!(matches!(
+        verdict(&applied),
+        LinearizabilityReport::Ok { .. }
+    ));
+    let not_applied = [
+        op(1, 0, Time::MAX, w("a"), Output::Unknown),
+        op(2, 5, 6, Input::Read, read(None)),
+    ];
+    assert!(matches!(
+        verdict(&not_applied),
+        LinearizabilityReport::Ok { .. }
+    ));
+    let never_written = [
+        op(1, 0, 1, w("a"), Output::WriteOk),
+        op(2, 5, 6, Input::Read, read(Some("zz"))),
+    ];
+    assert!(matches!(
+        verdict(&never_written),
+        LinearizabilityReport::Violation { .. }
+    ));
 }
 
 #[test]
@@ -88,7 +165,10 @@ fn keys_are_independent() {
     let mut a = op(1, 0, 1, w("a"), Output::WriteOk);
     a.key = "x".into();
     let b = op(2, 2, 3, Input::Read, read(None));
-    assert!(matches!(verdict(&[a, b]), LinearizabilityReport::Ok { keys: 2, .. }));
+    assert!(matches!(
+        verdict(&[a, b]),
+        LinearizabilityReport::Ok { keys: 2, .. }
+    ));
 }
 
 /// Random concurrent histories generated from a real sequential execution: every op's interval
@@ -118,10 +198,16 @@ fn randomized_histories_with_known_linearization() {
             };
             ops.push(op(i + 1, call, ret, input, output));
         }
-        assert!(matches!(verdict(&ops), LinearizabilityReport::Ok { .. }), "seed {seed}");
+        assert!(
+            matches!(verdict(&ops), LinearizabilityReport::Ok { .. }),
+            "seed {seed}"
+        );
         if let Some(r) = ops.iter_mut().find(|o| o.input == Input::Read) {
             r.output = read(Some("never-written"));
-            assert!(matches!(verdict(&ops), LinearizabilityReport::Violation { .. }), "seed {seed}");
+            assert!(
+                matches!(verdict(&ops), LinearizabilityReport::Violation { .. }),
+                "seed {seed}"
+            );
         }
     }
 }
@@ -143,5 +229,8 @@ fn a_long_concurrent_key_completes_within_budget() {
         };
         ops.push(op(i + 1, call, ret, input, output));
     }
-    assert!(matches!(check_linearizable(&ops, md5, 2_000_000), LinearizabilityReport::Ok { .. }));
+    assert!(matches!(
+        check_linearizable(&ops, md5, 2_000_000),
+        LinearizabilityReport::Ok { .. }
+    ));
 }

@@ -33,7 +33,11 @@ pub struct ConfigKey {
 impl ConfigKey {
     /// A key from its parts.
     pub fn new(tenant: &str, group: &str, data_id: &str) -> ConfigKey {
-        ConfigKey { tenant: tenant.into(), group: group.into(), data_id: data_id.into() }
+        ConfigKey {
+            tenant: tenant.into(),
+            group: group.into(),
+            data_id: data_id.into(),
+        }
     }
 
     /// Nacos's `groupKey`: `dataId+group(+tenant)`, with `+` and `%` escaped.
@@ -123,7 +127,11 @@ pub struct PublishConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConfigCommand {
     Publish(PublishConfig),
-    Remove { key: ConfigKey, src_user: String, src_ip: String },
+    Remove {
+        key: ConfigKey,
+        src_user: String,
+        src_ip: String,
+    },
 }
 
 /// What applying a config command did.
@@ -184,7 +192,12 @@ fn paginate<T: Clone>(all: Vec<T>, page_no: u64, page_size: u64) -> Page<T> {
     let total = all.len() as u64;
     let start = ((page - 1) * size).min(total) as usize;
     let end = (start as u64 + size).min(total) as usize;
-    Page { total_count: total, page_number: page, pages_available: total.div_ceil(size), page_items: all[start..end].to_vec() }
+    Page {
+        total_count: total,
+        page_number: page,
+        pages_available: total.div_ceil(size),
+        page_items: all[start..end].to_vec(),
+    }
 }
 
 /// `*`-wildcard match, as Nacos's blur search (SQL LIKE with `*` as `%`).
@@ -196,7 +209,9 @@ fn wildcard(pattern: &str, s: &str) -> bool {
     let mut rest = s;
     for (i, part) in parts.iter().enumerate() {
         if i == 0 {
-            let Some(r) = rest.strip_prefix(part) else { return false };
+            let Some(r) = rest.strip_prefix(part) else {
+                return false;
+            };
             rest = r;
         } else if i == parts.len() - 1 {
             return rest.ends_with(part);
@@ -219,7 +234,11 @@ impl ConfigStore {
     pub fn apply(&mut self, revision: u64, now_ms: u64, cmd: &ConfigCommand) -> ConfigApplied {
         match cmd {
             ConfigCommand::Publish(p) => self.publish(revision, now_ms, p),
-            ConfigCommand::Remove { key, src_user, src_ip } => self.remove(now_ms, key, src_user, src_ip),
+            ConfigCommand::Remove {
+                key,
+                src_user,
+                src_ip,
+            } => self.remove(now_ms, key, src_user, src_ip),
         }
     }
 
@@ -227,7 +246,9 @@ impl ConfigStore {
         let existing = self.items.get(&p.key);
         if let (Some(cas), Some(cur)) = (&p.cas_md5, existing) {
             if *cas != cur.md5 {
-                return ConfigApplied::CasMismatch { current_md5: cur.md5.clone() };
+                return ConfigApplied::CasMismatch {
+                    current_md5: cur.md5.clone(),
+                };
             }
         }
         let (id, created_ms, op) = match existing {
@@ -243,7 +264,11 @@ impl ConfigStore {
             key: p.key.clone(),
             content: p.content.clone(),
             md5: md5.clone(),
-            config_type: if p.config_type.is_empty() { "text".into() } else { p.config_type.clone() },
+            config_type: if p.config_type.is_empty() {
+                "text".into()
+            } else {
+                p.config_type.clone()
+            },
             desc: p.desc.clone(),
             tags: p.tags.clone(),
             app_name: p.app_name.clone(),
@@ -259,8 +284,16 @@ impl ConfigStore {
         ConfigApplied::Published { md5 }
     }
 
-    fn remove(&mut self, now_ms: u64, key: &ConfigKey, src_user: &str, src_ip: &str) -> ConfigApplied {
-        let Some(mut item) = self.items.remove(key) else { return ConfigApplied::Removed { existed: false } };
+    fn remove(
+        &mut self,
+        now_ms: u64,
+        key: &ConfigKey,
+        src_user: &str,
+        src_ip: &str,
+    ) -> ConfigApplied {
+        let Some(mut item) = self.items.remove(key) else {
+            return ConfigApplied::Removed { existed: false };
+        };
         item.src_user = src_user.into();
         item.src_ip = src_ip.into();
         self.record(&item, OpType::Delete, now_ms);
@@ -316,21 +349,37 @@ impl ConfigStore {
             .values()
             .filter(|i| i.key.tenant == q.tenant)
             .filter(|i| matches(&q.data_id, &i.key.data_id) && matches(&q.group, &i.key.group))
-            .filter(|i| q.app_name.as_ref().is_none_or(|a| a.is_empty() || *a == i.app_name))
+            .filter(|i| {
+                q.app_name
+                    .as_ref()
+                    .is_none_or(|a| a.is_empty() || *a == i.app_name)
+            })
             .cloned()
             .collect();
         paginate(all, q.page_no, q.page_size)
     }
 
     /// History of one config, newest first.
-    pub fn history_list(&self, key: &ConfigKey, page_no: u64, page_size: u64) -> Page<HistoryEntry> {
-        let all: Vec<HistoryEntry> = self.history.get(key).map(|r| r.iter().rev().cloned().collect()).unwrap_or_default();
+    pub fn history_list(
+        &self,
+        key: &ConfigKey,
+        page_no: u64,
+        page_size: u64,
+    ) -> Page<HistoryEntry> {
+        let all: Vec<HistoryEntry> = self
+            .history
+            .get(key)
+            .map(|r| r.iter().rev().cloned().collect())
+            .unwrap_or_default();
         paginate(all, page_no, page_size)
     }
 
     /// One history row by its id.
     pub fn history_get(&self, nid: u64) -> Option<&HistoryEntry> {
-        self.history.values().flat_map(|r| r.iter()).find(|h| h.nid == nid)
+        self.history
+            .values()
+            .flat_map(|r| r.iter())
+            .find(|h| h.nid == nid)
     }
 
     /// The row before `nid` of the same config.
@@ -373,7 +422,10 @@ impl ConfigStore {
         }
         for rows in self.history.values() {
             assert!(rows.len() <= HISTORY_PER_KEY_MAX, "history over its bound");
-            assert!(rows.iter().all(|h| h.nid <= self.next_nid), "nid above the counter");
+            assert!(
+                rows.iter().all(|h| h.nid <= self.next_nid),
+                "nid above the counter"
+            );
         }
     }
 }
@@ -411,18 +463,53 @@ mod tests {
     #[test]
     fn publish_overwrite_cas_and_remove() {
         let mut s = ConfigStore::new();
-        assert_eq!(s.apply(1, 100, &publish("a", "v1", None)), ConfigApplied::Published { md5: md5_hex("v1") });
-        assert_eq!(s.apply(2, 200, &publish("a", "v2", None)), ConfigApplied::Published { md5: md5_hex("v2") });
+        assert_eq!(
+            s.apply(1, 100, &publish("a", "v1", None)),
+            ConfigApplied::Published { md5: md5_hex("v1") }
+        );
+        assert_eq!(
+            s.apply(2, 200, &publish("a", "v2", None)),
+            ConfigApplied::Published { md5: md5_hex("v2") }
+        );
         let item = s.get(&key("a")).expect("published");
-        assert_eq!((item.created_ms, item.modified_ms, item.revision, item.config_type.as_str()), (100, 200, 2, "text"));
-        assert_eq!(s.apply(3, 300, &publish("a", "v3", Some("bogus"))), ConfigApplied::CasMismatch { current_md5: md5_hex("v2") });
+        assert_eq!(
+            (
+                item.created_ms,
+                item.modified_ms,
+                item.revision,
+                item.config_type.as_str()
+            ),
+            (100, 200, 2, "text")
+        );
+        assert_eq!(
+            s.apply(3, 300, &publish("a", "v3", Some("bogus"))),
+            ConfigApplied::CasMismatch {
+                current_md5: md5_hex("v2")
+            }
+        );
         assert_eq!(s.get(&key("a")).expect("kept").content, "v2");
-        assert_eq!(s.apply(4, 400, &publish("a", "v3", Some(&md5_hex("v2")))), ConfigApplied::Published { md5: md5_hex("v3") });
+        assert_eq!(
+            s.apply(4, 400, &publish("a", "v3", Some(&md5_hex("v2")))),
+            ConfigApplied::Published { md5: md5_hex("v3") }
+        );
         // A CAS publish of an absent config inserts it.
-        assert_eq!(s.apply(5, 500, &publish("b", "x", Some("whatever"))), ConfigApplied::Published { md5: md5_hex("x") });
-        let rm = ConfigCommand::Remove { key: key("a"), src_user: String::new(), src_ip: String::new() };
-        assert_eq!(s.apply(6, 600, &rm), ConfigApplied::Removed { existed: true });
-        assert_eq!(s.apply(7, 700, &rm), ConfigApplied::Removed { existed: false });
+        assert_eq!(
+            s.apply(5, 500, &publish("b", "x", Some("whatever"))),
+            ConfigApplied::Published { md5: md5_hex("x") }
+        );
+        let rm = ConfigCommand::Remove {
+            key: key("a"),
+            src_user: String::new(),
+            src_ip: String::new(),
+        };
+        assert_eq!(
+            s.apply(6, 600, &rm),
+            ConfigApplied::Removed { existed: true }
+        );
+        assert_eq!(
+            s.apply(7, 700, &rm),
+            ConfigApplied::Removed { existed: false }
+        );
         let hist = s.history_list(&key("a"), 1, 10);
         let ops: Vec<&str> = hist.page_items.iter().map(|h| h.op_type.as_str()).collect();
         assert_eq!(ops, vec!["D", "U", "U", "I"]);
@@ -440,14 +527,20 @@ mod tests {
         assert_eq!(all.total_count, HISTORY_PER_KEY_MAX as u64);
         let newest = &all.page_items[0];
         assert_eq!(s.history_get(newest.nid), Some(newest));
-        assert_eq!(s.history_previous(&key("a"), newest.nid), Some(&all.page_items[1]));
+        assert_eq!(
+            s.history_previous(&key("a"), newest.nid),
+            Some(&all.page_items[1])
+        );
         assert_eq!(s.purge_history(1_000, 1_000 - 70), 70 - 10);
     }
 
     #[test]
     fn search_pages_and_blur() {
         let mut s = ConfigStore::new();
-        for (i, d) in ["app.yaml", "app.json", "db.yaml", "web.props"].iter().enumerate() {
+        for (i, d) in ["app.yaml", "app.json", "db.yaml", "web.props"]
+            .iter()
+            .enumerate()
+        {
             s.apply(i as u64 + 1, 1, &publish(d, "x", None));
         }
         let q = |data_id: &str, mode, page_no, page_size| SearchQuery {
@@ -460,11 +553,22 @@ mod tests {
             page_size,
         };
         let p = s.search(&q("*.yaml", SearchMode::Blur, 1, 10));
-        let ids: Vec<&str> = p.page_items.iter().map(|i| i.key.data_id.as_str()).collect();
+        let ids: Vec<&str> = p
+            .page_items
+            .iter()
+            .map(|i| i.key.data_id.as_str())
+            .collect();
         assert_eq!(ids, vec!["app.yaml", "db.yaml"]);
         let p = s.search(&q("", SearchMode::Accurate, 2, 3));
-        assert_eq!((p.total_count, p.pages_available, p.page_items.len()), (4, 2, 1));
-        assert_eq!(s.search(&q("app.json", SearchMode::Accurate, 1, 10)).total_count, 1);
+        assert_eq!(
+            (p.total_count, p.pages_available, p.page_items.len()),
+            (4, 2, 1)
+        );
+        assert_eq!(
+            s.search(&q("app.json", SearchMode::Accurate, 1, 10))
+                .total_count,
+            1
+        );
         assert!(wildcard("a*b*c", "axxbyyc") && !wildcard("a*b*c", "axxc"));
     }
 

@@ -100,7 +100,10 @@ fn raft_config(opts: &CpOptions) -> Result<Arc<openraft::Config>, Fatal> {
         purge_batch_size: 1,
         ..Default::default()
     };
-    config.validate().map(Arc::new).map_err(|e| Fatal::Io(format!("invalid raft config: {e}")))
+    config
+        .validate()
+        .map(Arc::new)
+        .map_err(|e| Fatal::Io(format!("invalid raft config: {e}")))
 }
 
 impl CpNode {
@@ -115,13 +118,25 @@ impl CpNode {
         let log = LogStore::open(opts.id, disk.clone(), opts.log.clone())?;
         let sm = StateMachineStore::open(opts.id, disk, opts.log.observer.clone())?;
         let state = sm.state();
-        let network = NetworkFactory { transport: transport.clone() };
+        let network = NetworkFactory {
+            transport: transport.clone(),
+        };
         let raft = Raft::new(opts.id, config, network, log.clone(), sm)
             .await
             .map_err(|e| Fatal::Io(format!("raft start: {e}")))?;
-        let node = Arc::new(CpNode { id: opts.id, raft, state, transport, clock, log });
+        let node = Arc::new(CpNode {
+            id: opts.id,
+            raft,
+            state,
+            transport,
+            clock,
+            log,
+        });
         if opts.initial_members.contains_key(&opts.id) {
-            tokio::spawn(node.clone().bootstrap(opts.initial_members.clone(), opts.bootstrap_expect));
+            tokio::spawn(
+                node.clone()
+                    .bootstrap(opts.initial_members.clone(), opts.bootstrap_expect),
+            );
         }
         tokio::spawn(node.clone().snapshot_age_ticker(opts.snapshot_max_age_ms));
         Ok(node)
@@ -174,21 +189,39 @@ impl CpNode {
 
     /// Reads one config from the local replica.
     pub fn get_local(&self, key: &ConfigKey) -> Option<ConfigItem> {
-        self.state.read().expect("state lock poisoned").configs.get(key).cloned()
+        self.state
+            .read()
+            .expect("state lock poisoned")
+            .configs
+            .get(key)
+            .cloned()
     }
 
     /// Replicates `op`, stamped with this member's clock.
     pub async fn write(&self, op: Op) -> Result<Written, Reject> {
-        let cmd = Command { now_ms: self.clock.now_ms(), op };
+        let cmd = Command {
+            now_ms: self.clock.now_ms(),
+            op,
+        };
         self.write_command(cmd, 0).await
     }
 
     /// Handles a client request arriving at this member (directly or forwarded `hops` times).
-    pub async fn handle_client(&self, request: ClientRequest, hops: u8) -> Result<ClientResponse, Reject> {
+    pub async fn handle_client(
+        &self,
+        request: ClientRequest,
+        hops: u8,
+    ) -> Result<ClientResponse, Reject> {
         match request {
-            ClientRequest::Write(cmd) => self.write_command(cmd, hops).await.map(ClientResponse::Written),
+            ClientRequest::Write(cmd) => self
+                .write_command(cmd, hops)
+                .await
+                .map(ClientResponse::Written),
             ClientRequest::GetLocal(key) => Ok(ClientResponse::Config(self.get_local(&key))),
-            ClientRequest::GetLinearizable(key) => self.get_linearizable_hops(key, hops).await.map(ClientResponse::Config),
+            ClientRequest::GetLinearizable(key) => self
+                .get_linearizable_hops(key, hops)
+                .await
+                .map(ClientResponse::Config),
             ClientRequest::AddMember { id, addr } => self.add_member(id, addr, hops).await,
             ClientRequest::RemoveMember { id } => self.remove_member(id, hops).await,
         }
@@ -197,13 +230,19 @@ impl CpNode {
     /// Handles a request from another member.
     pub async fn handle_peer(&self, request: PeerRequest) -> PeerResponse {
         match request {
-            PeerRequest::RaftAppend(rpc) => PeerResponse::RaftAppend(self.raft.append_entries(rpc).await),
+            PeerRequest::RaftAppend(rpc) => {
+                PeerResponse::RaftAppend(self.raft.append_entries(rpc).await)
+            }
             PeerRequest::RaftVote(rpc) => PeerResponse::RaftVote(self.raft.vote(rpc).await),
-            PeerRequest::RaftSnapshot(rpc) => PeerResponse::RaftSnapshot(self.raft.install_snapshot(rpc).await),
+            PeerRequest::RaftSnapshot(rpc) => {
+                PeerResponse::RaftSnapshot(self.raft.install_snapshot(rpc).await)
+            }
             PeerRequest::Forward { hops, request } => {
                 PeerResponse::Forward(Box::pin(self.handle_client(request, hops)).await)
             }
-            PeerRequest::Ping => PeerResponse::Pong { initialized: self.is_initialized() },
+            PeerRequest::Ping => PeerResponse::Pong {
+                initialized: self.is_initialized(),
+            },
         }
     }
 
@@ -214,7 +253,12 @@ impl CpNode {
 
     fn is_initialized(&self) -> bool {
         let m = self.raft.metrics().borrow().clone();
-        m.last_log_index.is_some() || m.membership_config.membership().voter_ids().next().is_some()
+        m.last_log_index.is_some()
+            || m.membership_config
+                .membership()
+                .voter_ids()
+                .next()
+                .is_some()
     }
 
     /// Waits until a leader is known; its id and address.
@@ -227,7 +271,9 @@ impl CpNode {
                 }
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(Reject::NoLeader { waited_ms: WRITE_LEADER_WAIT_MS });
+                return Err(Reject::NoLeader {
+                    waited_ms: WRITE_LEADER_WAIT_MS,
+                });
             }
             tokio::time::sleep(Duration::from_millis(WAIT_POLL_MS)).await;
         }
@@ -243,7 +289,12 @@ impl CpNode {
             let (leader, addr) = self.wait_leader(deadline).await?;
             if leader == self.id {
                 match self.raft.client_write(cmd.clone()).await {
-                    Ok(resp) => return Ok(Written { index: resp.log_id.index, result: resp.data }),
+                    Ok(resp) => {
+                        return Ok(Written {
+                            index: resp.log_id.index,
+                            result: resp.data,
+                        })
+                    }
                     Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
                         tokio::time::sleep(Duration::from_millis(WAIT_POLL_MS)).await;
                         continue;
@@ -252,16 +303,27 @@ impl CpNode {
                 }
             }
             let request = ClientRequest::Write(cmd.clone());
-            match self.forward(leader, &addr, request, hops, WRITE_TIMEOUT_MS).await {
+            match self
+                .forward(leader, &addr, request, hops, WRITE_TIMEOUT_MS)
+                .await
+            {
                 Ok(ClientResponse::Written(w)) => {
                     self.wait_applied(w.index).await;
                     return Ok(w);
                 }
-                Ok(other) => return Err(Reject::Unavailable(format!("unexpected forward answer {other:?}"))),
+                Ok(other) => {
+                    return Err(Reject::Unavailable(format!(
+                        "unexpected forward answer {other:?}"
+                    )))
+                }
                 Err(Retry::NotSent) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(WAIT_POLL_MS)).await;
                 }
-                Err(Retry::NotSent) => return Err(Reject::NoLeader { waited_ms: WRITE_LEADER_WAIT_MS }),
+                Err(Retry::NotSent) => {
+                    return Err(Reject::NoLeader {
+                        waited_ms: WRITE_LEADER_WAIT_MS,
+                    })
+                }
                 Err(Retry::Final(r)) => return Err(r),
             }
         }
@@ -279,14 +341,22 @@ impl CpNode {
         if hops >= FORWARD_HOPS_MAX {
             return Err(Retry::Final(Reject::NoLeader { waited_ms: 0 }));
         }
-        let msg = PeerRequest::Forward { hops: hops + 1, request };
-        let answer = self.transport.call(leader, addr, msg, Duration::from_millis(timeout_ms)).await;
+        let msg = PeerRequest::Forward {
+            hops: hops + 1,
+            request,
+        };
+        let answer = self
+            .transport
+            .call(leader, addr, msg, Duration::from_millis(timeout_ms))
+            .await;
         match answer {
             Ok(PeerResponse::Forward(Ok(resp))) => Ok(resp),
             // The leader moved on before executing it: safe to route again.
             Ok(PeerResponse::Forward(Err(Reject::NoLeader { .. }))) => Err(Retry::NotSent),
             Ok(PeerResponse::Forward(Err(r))) => Err(Retry::Final(r)),
-            Ok(_) => Err(Retry::Final(Reject::Unavailable("bad forward answer".into()))),
+            Ok(_) => Err(Retry::Final(Reject::Unavailable(
+                "bad forward answer".into(),
+            ))),
             Err(TransportError::Unreachable(_)) => Err(Retry::NotSent),
             Err(TransportError::Timeout) | Err(TransportError::BadResponse(_)) => {
                 Err(Retry::Final(Reject::Timeout(timeout_ms)))
@@ -296,13 +366,22 @@ impl CpNode {
 
     /// Waits (bounded) until this replica has applied `index`.
     async fn wait_applied(&self, index: u64) {
-        let wait = self.raft.wait(Some(Duration::from_millis(WRITE_TIMEOUT_MS)));
-        if let Err(e) = wait.applied_index_at_least(Some(index), "read-your-writes").await {
+        let wait = self
+            .raft
+            .wait(Some(Duration::from_millis(WRITE_TIMEOUT_MS)));
+        if let Err(e) = wait
+            .applied_index_at_least(Some(index), "read-your-writes")
+            .await
+        {
             tracing::debug!(node = self.id, index, "local apply wait ended: {e}");
         }
     }
 
-    async fn get_linearizable_hops(&self, key: ConfigKey, hops: u8) -> Result<Option<ConfigItem>, Reject> {
+    async fn get_linearizable_hops(
+        &self,
+        key: ConfigKey,
+        hops: u8,
+    ) -> Result<Option<ConfigItem>, Reject> {
         let deadline = Self::leader_deadline();
         loop {
             let (leader, addr) = self.wait_leader(deadline).await?;
@@ -321,13 +400,24 @@ impl CpNode {
                 }
             }
             let request = ClientRequest::GetLinearizable(key.clone());
-            match self.forward(leader, &addr, request, hops, READ_TIMEOUT_MS).await {
+            match self
+                .forward(leader, &addr, request, hops, READ_TIMEOUT_MS)
+                .await
+            {
                 Ok(ClientResponse::Config(item)) => return Ok(item),
-                Ok(other) => return Err(Reject::Unavailable(format!("unexpected forward answer {other:?}"))),
+                Ok(other) => {
+                    return Err(Reject::Unavailable(format!(
+                        "unexpected forward answer {other:?}"
+                    )))
+                }
                 Err(Retry::NotSent) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(WAIT_POLL_MS)).await;
                 }
-                Err(Retry::NotSent) => return Err(Reject::NoLeader { waited_ms: WRITE_LEADER_WAIT_MS }),
+                Err(Retry::NotSent) => {
+                    return Err(Reject::NoLeader {
+                        waited_ms: WRITE_LEADER_WAIT_MS,
+                    })
+                }
                 Err(Retry::Final(r)) => return Err(r),
             }
         }
@@ -337,7 +427,10 @@ impl CpNode {
         let (leader, leader_addr) = self.wait_leader(Self::leader_deadline()).await?;
         if leader != self.id {
             let request = ClientRequest::AddMember { id, addr };
-            return self.forward(leader, &leader_addr, request, hops, WRITE_TIMEOUT_MS * 4).await.map_err(Retry::into_reject);
+            return self
+                .forward(leader, &leader_addr, request, hops, WRITE_TIMEOUT_MS * 4)
+                .await
+                .map_err(Retry::into_reject);
         }
         let status = self.status();
         if status.voters.contains(&id) {
@@ -349,7 +442,10 @@ impl CpNode {
             .await
             .map_err(|e| Reject::Unavailable(e.to_string()))?;
         let change = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
-        self.raft.change_membership(change, false).await.map_err(|e| Reject::Unavailable(e.to_string()))?;
+        self.raft
+            .change_membership(change, false)
+            .await
+            .map_err(|e| Reject::Unavailable(e.to_string()))?;
         Ok(ClientResponse::MembershipChanged)
     }
 
@@ -357,10 +453,16 @@ impl CpNode {
         let (leader, leader_addr) = self.wait_leader(Self::leader_deadline()).await?;
         if leader != self.id {
             let request = ClientRequest::RemoveMember { id };
-            return self.forward(leader, &leader_addr, request, hops, WRITE_TIMEOUT_MS).await.map_err(Retry::into_reject);
+            return self
+                .forward(leader, &leader_addr, request, hops, WRITE_TIMEOUT_MS)
+                .await
+                .map_err(Retry::into_reject);
         }
         let change = ChangeMembers::RemoveVoters(BTreeSet::from([id]));
-        self.raft.change_membership(change, false).await.map_err(|e| Reject::Unavailable(e.to_string()))?;
+        self.raft
+            .change_membership(change, false)
+            .await
+            .map_err(|e| Reject::Unavailable(e.to_string()))?;
         Ok(ClientResponse::MembershipChanged)
     }
 
@@ -368,14 +470,22 @@ impl CpNode {
     /// initializes the group with all of them. Every initial member proposes the same
     /// membership at log index 0, so concurrent initialization is harmless.
     async fn bootstrap(self: Arc<Self>, members: BTreeMap<u64, String>, expect: usize) {
-        let nodes: BTreeMap<u64, BasicNode> = members.iter().map(|(id, a)| (*id, BasicNode::new(a.clone()))).collect();
+        let nodes: BTreeMap<u64, BasicNode> = members
+            .iter()
+            .map(|(id, a)| (*id, BasicNode::new(a.clone())))
+            .collect();
         loop {
             if self.is_initialized() {
                 return;
             }
             let mut up = 1usize;
             for (id, addr) in members.iter().filter(|(id, _)| **id != self.id) {
-                let probe = self.transport.call(*id, addr, PeerRequest::Ping, Duration::from_millis(BOOTSTRAP_PROBE_MS));
+                let probe = self.transport.call(
+                    *id,
+                    addr,
+                    PeerRequest::Ping,
+                    Duration::from_millis(BOOTSTRAP_PROBE_MS),
+                );
                 if let Ok(PeerResponse::Pong { .. }) = probe.await {
                     up += 1;
                 }
@@ -398,7 +508,10 @@ impl CpNode {
         loop {
             tokio::time::sleep(Duration::from_millis(max_age_ms)).await;
             let status = self.status();
-            if status.last_applied.is_some() && status.last_applied != status.snapshot_index && status.last_applied != last_snapshot_applied {
+            if status.last_applied.is_some()
+                && status.last_applied != status.snapshot_index
+                && status.last_applied != last_snapshot_applied
+            {
                 last_snapshot_applied = status.last_applied;
                 if self.raft.trigger().snapshot().await.is_err() {
                     return;

@@ -19,9 +19,18 @@ pub type LogMirror = BTreeMap<u64, EntryDigest>;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Violation {
     /// Two different entries were written under one committed leader id at one index.
-    ElectionSafety { term: u64, leader: u64, index: u64, payloads: [u64; 2] },
+    ElectionSafety {
+        term: u64,
+        leader: u64,
+        index: u64,
+        payloads: [u64; 2],
+    },
     /// Two logs agree on an entry but differ at an earlier index.
-    LogMatching { nodes: [u64; 2], agree_at: u64, differ_at: u64 },
+    LogMatching {
+        nodes: [u64; 2],
+        agree_at: u64,
+        differ_at: u64,
+    },
     /// A committed (applied somewhere) entry was truncated from a log.
     LeaderCompleteness { node: u64, index: u64 },
     /// Two members applied different entries at one index.
@@ -29,7 +38,13 @@ pub enum Violation {
     /// An acknowledged write is not in the committed sequence.
     Durability { op: u64, index: u64 },
     /// A client's local reads through one member incarnation went back in revision.
-    MonotonicRead { op: u64, client: u64, key: String, from: u64, to: u64 },
+    MonotonicRead {
+        op: u64,
+        client: u64,
+        key: String,
+        from: u64,
+        to: u64,
+    },
     /// The CP history of a key is not linearizable.
     Linearizability { key: String, ops: Vec<u64> },
     /// A locally read value was never written.

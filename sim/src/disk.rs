@@ -58,7 +58,11 @@ impl SimDisk {
         let files: Vec<DiskFile> = s.files.keys().copied().collect();
         for f in files {
             let pending = s.files[&f].unsynced.len();
-            let keep = if torn && pending > 0 { s.rng.gen_range(0..=pending) } else { 0 };
+            let keep = if torn && pending > 0 {
+                s.rng.gen_range(0..=pending)
+            } else {
+                0
+            };
             if keep > 0 && keep < pending {
                 s.torn_tails_made += 1;
             }
@@ -73,7 +77,11 @@ impl SimDisk {
     /// short to corrupt meaningfully.
     pub fn corrupt_synced(&self) -> bool {
         let mut s = self.lock();
-        let len = s.files.get(&DiskFile::Journal).map(|f| f.synced.len()).unwrap_or(0);
+        let len = s
+            .files
+            .get(&DiskFile::Journal)
+            .map(|f| f.synced.len())
+            .unwrap_or(0);
         if len < 256 {
             return false;
         }
@@ -87,7 +95,11 @@ impl SimDisk {
 
     /// Bytes stored per file (synced + unsynced), for the disk-bound report.
     pub fn sizes(&self) -> BTreeMap<DiskFile, usize> {
-        self.lock().files.iter().map(|(k, f)| (*k, f.synced.len() + f.unsynced.len())).collect()
+        self.lock()
+            .files
+            .iter()
+            .map(|(k, f)| (*k, f.synced.len() + f.unsynced.len()))
+            .collect()
     }
 
     /// Number of syncs and of torn tails produced so far.
@@ -99,7 +111,12 @@ impl SimDisk {
 
 impl Disk for SimDisk {
     fn append(&self, file: DiskFile, bytes: &[u8]) -> Result<(), Fatal> {
-        self.lock().files.entry(file).or_default().unsynced.extend_from_slice(bytes);
+        self.lock()
+            .files
+            .entry(file)
+            .or_default()
+            .unsynced
+            .extend_from_slice(bytes);
         Ok(())
     }
 
@@ -123,7 +140,13 @@ impl Disk for SimDisk {
     fn replace(&self, file: DiskFile, bytes: &[u8]) -> Result<(), Fatal> {
         let mut s = self.lock();
         s.syncs += 1;
-        s.files.insert(file, FileState { synced: bytes.to_vec(), unsynced: Vec::new() });
+        s.files.insert(
+            file,
+            FileState {
+                synced: bytes.to_vec(),
+                unsynced: Vec::new(),
+            },
+        );
         Ok(())
     }
 
@@ -133,7 +156,10 @@ impl Disk for SimDisk {
         let mut all = std::mem::take(&mut f.synced);
         all.extend_from_slice(&f.unsynced);
         all.truncate(len as usize);
-        *f = FileState { synced: all, unsynced: Vec::new() };
+        *f = FileState {
+            synced: all,
+            unsynced: Vec::new(),
+        };
         Ok(())
     }
 }
@@ -149,7 +175,10 @@ mod tests {
         d.sync(DiskFile::Journal).expect("sync");
         d.append(DiskFile::Journal, b"bbbb").expect("append");
         d.crash();
-        assert_eq!(d.read(DiskFile::Journal).expect("read"), Some(b"aaaa".to_vec()));
+        assert_eq!(
+            d.read(DiskFile::Journal).expect("read"),
+            Some(b"aaaa".to_vec())
+        );
     }
 
     #[test]
@@ -170,6 +199,9 @@ mod tests {
         let d = SimDisk::new(1, true);
         d.replace(DiskFile::Snapshot, b"snap").expect("replace");
         d.crash();
-        assert_eq!(d.read(DiskFile::Snapshot).expect("read"), Some(b"snap".to_vec()));
+        assert_eq!(
+            d.read(DiskFile::Snapshot).expect("read"),
+            Some(b"snap".to_vec())
+        );
     }
 }

@@ -16,7 +16,10 @@ pub fn to_checker_ops(ops: &[OpRecord]) -> Vec<Operation> {
             let input = match &o.kind {
                 OpKind::Publish(c) => Input::Write(Some(c.clone())),
                 OpKind::Remove => Input::Write(None),
-                OpKind::Cas { expected_md5, new } => Input::Cas { expected_md5: expected_md5.clone(), new: new.clone() },
+                OpKind::Cas { expected_md5, new } => Input::Cas {
+                    expected_md5: expected_md5.clone(),
+                    new: new.clone(),
+                },
                 OpKind::GetLinearizable => Input::Read,
                 OpKind::GetLocal => return None,
             };
@@ -28,8 +31,20 @@ pub fn to_checker_ops(ops: &[OpRecord]) -> Vec<Operation> {
                 (Outcome::Written { .. }, _) => Output::WriteOk,
                 (Outcome::Read(v), _) => Output::ReadValue(v.as_ref().map(|(c, _)| c.clone())),
             };
-            let ret = if output == Output::Unknown { u64::MAX } else { o.ret_ns };
-            Some(Operation { id: o.id, client: o.client, key: o.key.clone(), call: o.call_ns, ret, input, output })
+            let ret = if output == Output::Unknown {
+                u64::MAX
+            } else {
+                o.ret_ns
+            };
+            Some(Operation {
+                id: o.id,
+                client: o.client,
+                key: o.key.clone(),
+                call: o.call_ns,
+                ret,
+                input,
+                output,
+            })
         })
         .collect()
 }
@@ -39,8 +54,12 @@ pub fn check_histories(ops: &[OpRecord], budget: u64, md5: fn(&str) -> String) -
     let mut out = Vec::new();
     match check_linearizable(&to_checker_ops(ops), md5, budget) {
         LinearizabilityReport::Ok { .. } => {}
-        LinearizabilityReport::Violation { key, op_ids } => out.push(Violation::Linearizability { key, ops: op_ids }),
-        LinearizabilityReport::Inconclusive { key, .. } => out.push(Violation::LinearizabilityInconclusive { key }),
+        LinearizabilityReport::Violation { key, op_ids } => {
+            out.push(Violation::Linearizability { key, ops: op_ids })
+        }
+        LinearizabilityReport::Inconclusive { key, .. } => {
+            out.push(Violation::LinearizabilityInconclusive { key })
+        }
     }
     check_phantoms(ops, &mut out);
     out
@@ -52,14 +71,18 @@ fn check_phantoms(ops: &[OpRecord], out: &mut Vec<Violation>) {
     let mut written: BTreeMap<(&str, &str), u64> = BTreeMap::new();
     for o in ops {
         if let OpKind::Publish(c) | OpKind::Cas { new: c, .. } = &o.kind {
-            let e = written.entry((o.key.as_str(), c.as_str())).or_insert(o.call_ns);
+            let e = written
+                .entry((o.key.as_str(), c.as_str()))
+                .or_insert(o.call_ns);
             *e = (*e).min(o.call_ns);
         }
     }
     let mut seen = BTreeSet::new();
     for o in ops.iter().filter(|o| o.kind == OpKind::GetLocal) {
         if let Outcome::Read(Some((content, _))) = &o.outcome {
-            let ok = written.get(&(o.key.as_str(), content.as_str())).is_some_and(|call| *call <= o.ret_ns);
+            let ok = written
+                .get(&(o.key.as_str(), content.as_str()))
+                .is_some_and(|call| *call <= o.ret_ns);
             if !ok && seen.insert(o.id) {
                 out.push(Violation::PhantomRead { op: o.id });
             }

@@ -5,6 +5,7 @@
 //! built by `cargo sim` into `target/sim`.
 
 pub mod check;
+pub mod cli;
 pub mod disk;
 pub mod observer;
 pub mod scenario;

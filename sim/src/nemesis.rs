@@ -41,16 +41,21 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Vec<Planned> {
         .map(|f| {
             let at_ms = pick(&mut rng, f.at_s(), 1000);
             let dur_ms = match f {
-                Fault::Crash { down_s, .. } | Fault::CrashDuringSnapshot { down_s, .. } | Fault::CrashAll { down_s, .. } => {
-                    pick(&mut rng, *down_s, 1000)
-                }
-                Fault::Partition { for_s, .. } | Fault::IsolateLeader { for_s, .. } | Fault::OneWay { for_s, .. } => {
-                    pick(&mut rng, *for_s, 1000)
-                }
+                Fault::Crash { down_s, .. }
+                | Fault::CrashDuringSnapshot { down_s, .. }
+                | Fault::CrashAll { down_s, .. } => pick(&mut rng, *down_s, 1000),
+                Fault::Partition { for_s, .. }
+                | Fault::IsolateLeader { for_s, .. }
+                | Fault::OneWay { for_s, .. } => pick(&mut rng, *for_s, 1000),
                 Fault::RollingRestart { gap_s, .. } => gap_s * 1000,
                 Fault::Join { .. } | Fault::CorruptDisk { .. } => 0,
             };
-            Planned { at_ms, fault: f.clone(), dur_ms, rng_seed: rng.gen() }
+            Planned {
+                at_ms,
+                fault: f.clone(),
+                dur_ms,
+                rng_seed: rng.gen(),
+            }
         })
         .collect();
     out.sort_by_key(|p| p.at_ms);
@@ -64,7 +69,12 @@ fn sleep_ms(ms: u64) -> madsim::time::Sleep {
 }
 
 /// Applies one planned fault (spawned at its time by the run).
-pub async fn apply(world: Shared, p: Planned, losses: Arc<Mutex<Vec<LeaderLoss>>>, now_ms: impl Fn() -> u64) {
+pub async fn apply(
+    world: Shared,
+    p: Planned,
+    losses: Arc<Mutex<Vec<LeaderLoss>>>,
+    now_ms: impl Fn() -> u64,
+) {
     let mut rng = ChaCha8Rng::seed_from_u64(p.rng_seed);
     let running = world.lock().expect("world lock").running();
     let leader = world.lock().expect("world lock").leader();
@@ -72,12 +82,21 @@ pub async fn apply(world: Shared, p: Planned, losses: Arc<Mutex<Vec<LeaderLoss>>
         Fault::Crash { target, .. } => {
             let victim = match target {
                 Target::Leader => leader,
-                Target::Follower => running.iter().copied().filter(|n| Some(*n) != leader).collect::<Vec<_>>().choose(&mut rng).copied(),
+                Target::Follower => running
+                    .iter()
+                    .copied()
+                    .filter(|n| Some(*n) != leader)
+                    .collect::<Vec<_>>()
+                    .choose(&mut rng)
+                    .copied(),
                 Target::Any => running.choose(&mut rng).copied(),
             };
             let Some(v) = victim else { return };
             if Some(v) == leader {
-                losses.lock().expect("loss lock").push(LeaderLoss { at_ms: now_ms(), leader: v });
+                losses.lock().expect("loss lock").push(LeaderLoss {
+                    at_ms: now_ms(),
+                    leader: v,
+                });
             }
             world.lock().expect("world lock").crash(v);
             sleep_ms(p.dur_ms).await;
@@ -86,7 +105,10 @@ pub async fn apply(world: Shared, p: Planned, losses: Arc<Mutex<Vec<LeaderLoss>>
         Fault::Partition { .. } => partition(&world, &running, &mut rng, p.dur_ms).await,
         Fault::IsolateLeader { .. } => {
             let Some(l) = leader else { return };
-            losses.lock().expect("loss lock").push(LeaderLoss { at_ms: now_ms(), leader: l });
+            losses.lock().expect("loss lock").push(LeaderLoss {
+                at_ms: now_ms(),
+                leader: l,
+            });
             {
                 let w = world.lock().expect("world lock");
                 w.isolate(l);
@@ -104,7 +126,8 @@ pub async fn apply(world: Shared, p: Planned, losses: Arc<Mutex<Vec<LeaderLoss>>
             {
                 let w = world.lock().expect("world lock");
                 w.clog_link(two[0], two[1]);
-                w.trace.event(format!("drop link n{} -> n{}", two[0], two[1]));
+                w.trace
+                    .event(format!("drop link n{} -> n{}", two[0], two[1]));
             }
             sleep_ms(p.dur_ms).await;
             heal(&world);
@@ -116,7 +139,13 @@ pub async fn apply(world: Shared, p: Planned, losses: Arc<Mutex<Vec<LeaderLoss>>
             w.add_member(id, Default::default());
         }
         Fault::RollingRestart { .. } => {
-            let ids: Vec<u64> = world.lock().expect("world lock").members.keys().copied().collect();
+            let ids: Vec<u64> = world
+                .lock()
+                .expect("world lock")
+                .members
+                .keys()
+                .copied()
+                .collect();
             for id in ids {
                 world.lock().expect("world lock").crash(id);
                 sleep_ms(1_000).await;
@@ -124,11 +153,22 @@ pub async fn apply(world: Shared, p: Planned, losses: Arc<Mutex<Vec<LeaderLoss>>
                 sleep_ms(p.dur_ms).await;
             }
         }
-        Fault::CrashDuringSnapshot { .. } => crash_during_snapshot(&world, &running, leader, &mut rng, p.dur_ms).await,
+        Fault::CrashDuringSnapshot { .. } => {
+            crash_during_snapshot(&world, &running, leader, &mut rng, p.dur_ms).await
+        }
         Fault::CrashAll { .. } => {
-            let ids: Vec<u64> = world.lock().expect("world lock").members.keys().copied().collect();
+            let ids: Vec<u64> = world
+                .lock()
+                .expect("world lock")
+                .members
+                .keys()
+                .copied()
+                .collect();
             if let Some(l) = leader {
-                losses.lock().expect("loss lock").push(LeaderLoss { at_ms: now_ms(), leader: l });
+                losses.lock().expect("loss lock").push(LeaderLoss {
+                    at_ms: now_ms(),
+                    leader: l,
+                });
             }
             for id in &ids {
                 world.lock().expect("world lock").crash(*id);
@@ -139,8 +179,14 @@ pub async fn apply(world: Shared, p: Planned, losses: Arc<Mutex<Vec<LeaderLoss>>
             }
         }
         Fault::CorruptDisk { .. } => {
-            let followers: Vec<u64> = running.iter().copied().filter(|n| Some(*n) != leader).collect();
-            let Some(v) = followers.choose(&mut rng).copied() else { return };
+            let followers: Vec<u64> = running
+                .iter()
+                .copied()
+                .filter(|n| Some(*n) != leader)
+                .collect();
+            let Some(v) = followers.choose(&mut rng).copied() else {
+                return;
+            };
             let mut w = world.lock().expect("world lock");
             let corrupted = w.members[&v].disk.corrupt_synced();
             w.trace.event(format!("corrupt disk of n{v}: {corrupted}"));
@@ -170,9 +216,21 @@ async fn partition(world: &Shared, running: &[u64], rng: &mut ChaCha8Rng, dur_ms
     heal(world);
 }
 
-async fn crash_during_snapshot(world: &Shared, running: &[u64], leader: Option<u64>, rng: &mut ChaCha8Rng, down_ms: u64) {
-    let followers: Vec<u64> = running.iter().copied().filter(|n| Some(*n) != leader).collect();
-    let Some(v) = followers.choose(rng).copied() else { return };
+async fn crash_during_snapshot(
+    world: &Shared,
+    running: &[u64],
+    leader: Option<u64>,
+    rng: &mut ChaCha8Rng,
+    down_ms: u64,
+) {
+    let followers: Vec<u64> = running
+        .iter()
+        .copied()
+        .filter(|n| Some(*n) != leader)
+        .collect();
+    let Some(v) = followers.choose(rng).copied() else {
+        return;
+    };
     world.lock().expect("world lock").crash(v);
     // While it is down the leader snapshots and purges past it, so it must install a snapshot.
     sleep_ms(down_ms).await;

@@ -35,22 +35,33 @@ impl SimTransport {
         request: PeerRequest,
         timeout: Duration,
     ) -> Result<PeerResponse, TransportError> {
-        let dst: SocketAddr = addr.parse().map_err(|_| TransportError::Unreachable(format!("bad address {addr}")))?;
+        let dst: SocketAddr = addr
+            .parse()
+            .map_err(|_| TransportError::Unreachable(format!("bad address {addr}")))?;
         if !alive.lock().expect("alive lock").contains(&addr) {
             tokio::time::sleep(Duration::from_millis(2)).await;
-            return Err(TransportError::Unreachable(format!("{addr}: connection refused")));
+            return Err(TransportError::Unreachable(format!(
+                "{addr}: connection refused"
+            )));
         }
-        let ep = Endpoint::bind("0.0.0.0:0").await.map_err(|e| TransportError::Unreachable(e.to_string()))?;
+        let ep = Endpoint::bind("0.0.0.0:0")
+            .await
+            .map_err(|e| TransportError::Unreachable(e.to_string()))?;
         let bytes = encode_msg(&request);
-        ep.send_to_raw(dst, TAG_REQUEST, Box::new(bytes)).await.map_err(|e| TransportError::Unreachable(e.to_string()))?;
+        ep.send_to_raw(dst, TAG_REQUEST, Box::new(bytes))
+            .await
+            .map_err(|e| TransportError::Unreachable(e.to_string()))?;
         let answer = tokio::select! {
             biased;
             r = ep.recv_from_raw(TAG_RESPONSE) => r,
             _ = tokio::time::sleep(timeout) => return Err(TransportError::Timeout),
         };
         let (payload, _) = answer.map_err(|e| TransportError::BadResponse(e.to_string()))?;
-        let bytes = payload.downcast::<Vec<u8>>().map_err(|_| TransportError::BadResponse("not bytes".into()))?;
-        let (response, _) = decode_msg::<PeerResponse>(&bytes).map_err(|e| TransportError::BadResponse(e.to_string()))?;
+        let bytes = payload
+            .downcast::<Vec<u8>>()
+            .map_err(|_| TransportError::BadResponse("not bytes".into()))?;
+        let (response, _) = decode_msg::<PeerResponse>(&bytes)
+            .map_err(|e| TransportError::BadResponse(e.to_string()))?;
         Ok(response)
     }
 }
@@ -63,13 +74,22 @@ impl PeerTransport for SimTransport {
         request: PeerRequest,
         timeout: Duration,
     ) -> BoxFuture<Result<PeerResponse, TransportError>> {
-        Box::pin(Self::call_inner(self.alive.clone(), addr.to_string(), request, timeout))
+        Box::pin(Self::call_inner(
+            self.alive.clone(),
+            addr.to_string(),
+            request,
+            timeout,
+        ))
     }
 }
 
 /// Serves peer and client requests for one member until the member is killed.
 pub async fn serve(addr: String, node: Arc<CpNode>) {
-    let ep = Arc::new(Endpoint::bind(addr.as_str()).await.expect("a member's address is free in its own node"));
+    let ep = Arc::new(
+        Endpoint::bind(addr.as_str())
+            .await
+            .expect("a member's address is free in its own node"),
+    );
     loop {
         // A receive error is transient (e.g. while the node is cut off); keep serving.
         let Ok((payload, from)) = ep.recv_from_raw(TAG_REQUEST).await else {
@@ -79,11 +99,17 @@ pub async fn serve(addr: String, node: Arc<CpNode>) {
         let node = node.clone();
         let ep = ep.clone();
         tokio::spawn(async move {
-            let Ok(bytes) = payload.downcast::<Vec<u8>>() else { return };
+            let Ok(bytes) = payload.downcast::<Vec<u8>>() else {
+                return;
+            };
             // A malformed frame is dropped: only that exchange fails.
-            let Ok((request, _)) = decode_msg::<PeerRequest>(&bytes) else { return };
+            let Ok((request, _)) = decode_msg::<PeerRequest>(&bytes) else {
+                return;
+            };
             let response = node.handle_peer(request).await;
-            let _ = ep.send_to_raw(from, TAG_RESPONSE, Box::new(encode_msg(&response))).await;
+            let _ = ep
+                .send_to_raw(from, TAG_RESPONSE, Box::new(encode_msg(&response)))
+                .await;
         });
     }
 }

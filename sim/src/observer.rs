@@ -38,7 +38,9 @@ impl Observer {
 
     /// After a restart: the member's log is what it recovered from disk.
     pub fn reset_log(&self, node: u64, entries: &[EntryDigest]) {
-        self.lock().logs.insert(node, entries.iter().map(|e| (e.index, *e)).collect());
+        self.lock()
+            .logs
+            .insert(node, entries.iter().map(|e| (e.index, *e)).collect());
     }
 
     /// Runs the end-of-run log-matching check.

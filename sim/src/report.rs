@@ -33,28 +33,67 @@ pub struct Summary(pub String);
 
 impl Summary {
     /// Builds the summary text.
-    pub fn build(scenario: &Scenario, seed: u64, w: &World, ops: &[OpRecord], plan: &[Planned], leader_changes: usize) -> Summary {
+    pub fn build(
+        scenario: &Scenario,
+        seed: u64,
+        w: &World,
+        ops: &[OpRecord],
+        plan: &[Planned],
+        leader_changes: usize,
+    ) -> Summary {
         let mut s = String::new();
         let count = |f: &dyn Fn(&OpRecord) -> bool| ops.iter().filter(|o| f(o)).count();
         let _ = writeln!(s, "scenario: {} (tier {})", scenario.name, scenario.tier);
         let _ = writeln!(s, "seed: {seed}");
         let _ = writeln!(s, "members: {}", w.members.len());
         for p in plan {
-            let _ = writeln!(s, "fault at {} ms for {} ms: {:?}", p.at_ms, p.dur_ms, p.fault);
+            let _ = writeln!(
+                s,
+                "fault at {} ms for {} ms: {:?}",
+                p.at_ms, p.dur_ms, p.fault
+            );
         }
         let _ = writeln!(s, "leader changes observed: {leader_changes}");
         let _ = writeln!(s, "operations: {}", ops.len());
-        let _ = writeln!(s, "  writes acknowledged: {}", count(&|o| matches!(o.outcome, Outcome::Written { .. })));
-        let _ = writeln!(s, "  cas rejected: {}", count(&|o| o.outcome == Outcome::CasFailed));
-        let _ = writeln!(s, "  local reads: {}", count(&|o| o.kind == OpKind::GetLocal && matches!(o.outcome, Outcome::Read(_))));
-        let _ = writeln!(s, "  linearizable reads: {}", count(&|o| o.kind == OpKind::GetLinearizable && matches!(o.outcome, Outcome::Read(_))));
-        let _ = writeln!(s, "  failed (not executed): {}", count(&|o| o.outcome == Outcome::Failed));
-        let _ = writeln!(s, "  indeterminate: {}", count(&|o| o.outcome == Outcome::Unknown));
+        let _ = writeln!(
+            s,
+            "  writes acknowledged: {}",
+            count(&|o| matches!(o.outcome, Outcome::Written { .. }))
+        );
+        let _ = writeln!(
+            s,
+            "  cas rejected: {}",
+            count(&|o| o.outcome == Outcome::CasFailed)
+        );
+        let _ = writeln!(
+            s,
+            "  local reads: {}",
+            count(&|o| o.kind == OpKind::GetLocal && matches!(o.outcome, Outcome::Read(_)))
+        );
+        let _ = writeln!(
+            s,
+            "  linearizable reads: {}",
+            count(&|o| o.kind == OpKind::GetLinearizable && matches!(o.outcome, Outcome::Read(_)))
+        );
+        let _ = writeln!(
+            s,
+            "  failed (not executed): {}",
+            count(&|o| o.outcome == Outcome::Failed)
+        );
+        let _ = writeln!(
+            s,
+            "  indeterminate: {}",
+            count(&|o| o.outcome == Outcome::Unknown)
+        );
         for (id, e) in w.fatal_members() {
             let _ = writeln!(s, "member n{id} stopped: {e}");
         }
         let obs = w.observer.lock();
-        let _ = writeln!(s, "snapshot installs: {}, truncations: {}", obs.snapshot_installs, obs.truncations);
+        let _ = writeln!(
+            s,
+            "snapshot installs: {}, truncations: {}",
+            obs.snapshot_installs, obs.truncations
+        );
         drop(obs);
         for id in w.running() {
             if let Some(n) = w.node(id) {
@@ -113,7 +152,11 @@ impl RunReport {
             self.trace_hash,
             self.events,
             self.sim_ms,
-            if fo.is_empty() { "-".to_string() } else { fo.join(",") }
+            if fo.is_empty() {
+                "-".to_string()
+            } else {
+                fo.join(",")
+            }
         )
     }
 }

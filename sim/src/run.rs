@@ -32,7 +32,11 @@ pub async fn run(seed: u64, scenario: Scenario, print_trace: bool) -> RunReport 
     let losses: Arc<Mutex<Vec<LeaderLoss>>> = Arc::default();
     let leaders: Arc<Mutex<Vec<(u64, Option<u64>)>>> = Arc::default();
     let duration = Duration::from_secs(scenario.duration_s);
-    let monitor = madsim::task::spawn(monitor_leader(world.clone(), trace.clone(), leaders.clone()));
+    let monitor = madsim::task::spawn(monitor_leader(
+        world.clone(),
+        trace.clone(),
+        leaders.clone(),
+    ));
 
     {
         let w = world.lock().expect("world lock");
@@ -57,16 +61,41 @@ pub async fn run(seed: u64, scenario: Scenario, print_trace: bool) -> RunReport 
     let mut violations = check_all(&w, &ops);
     violations.sort();
     violations.dedup();
-    let failovers = measure_failover(&losses.lock().expect("loss lock"), &leaders.lock().expect("leaders lock"), &ops);
-    let summary = Summary::build(&scenario, seed, &w, &ops, &plan, leaders.lock().expect("leaders lock").len());
+    let failovers = measure_failover(
+        &losses.lock().expect("loss lock"),
+        &leaders.lock().expect("leaders lock"),
+        &ops,
+    );
+    let summary = Summary::build(
+        &scenario,
+        seed,
+        &w,
+        &ops,
+        &plan,
+        leaders.lock().expect("leaders lock").len(),
+    );
     let (hash, events) = trace.hash();
-    RunReport { seed, scenario: scenario.name.clone(), violations, liveness, summary, trace_hash: hash, events, failovers, sim_ms: trace.now_ms() }
+    RunReport {
+        seed,
+        scenario: scenario.name.clone(),
+        violations,
+        liveness,
+        summary,
+        trace_hash: hash,
+        events,
+        failovers,
+        sim_ms: trace.now_ms(),
+    }
 }
 
 /// Heals all faults, restarts crashed members, and waits (bounded) until a leader exists, a
 /// write through every running member succeeds and all members converge. Returns the failure,
 /// or `None` with the convergence time recorded in the trace.
-async fn liveness_phase(world: &Arc<Mutex<World>>, scenario: &Scenario, trace: &Trace) -> Option<String> {
+async fn liveness_phase(
+    world: &Arc<Mutex<World>>,
+    scenario: &Scenario,
+    trace: &Trace,
+) -> Option<String> {
     {
         let mut w = world.lock().expect("world lock");
         w.heal_network();
@@ -85,7 +114,10 @@ async fn liveness_phase(world: &Arc<Mutex<World>>, scenario: &Scenario, trace: &
             let w = world.lock().expect("world lock");
             let running = w.running();
             let nodes: Vec<_> = running.iter().filter_map(|id| w.node(*id)).collect();
-            let handles: Vec<_> = running.iter().map(|id| w.members[id].handle.clone()).collect();
+            let handles: Vec<_> = running
+                .iter()
+                .map(|id| w.members[id].handle.clone())
+                .collect();
             (running, nodes, handles)
         };
         if nodes.len() != running.len() || world.lock().expect("world lock").leader().is_none() {
@@ -96,12 +128,18 @@ async fn liveness_phase(world: &Arc<Mutex<World>>, scenario: &Scenario, trace: &
             for (n, h) in nodes.iter().zip(&handles) {
                 // The probe runs on the member's own simulated host, like a local client.
                 let node = n.clone();
-                let op = Op::PurgeHistory { retention_ms: u64::MAX };
+                let op = Op::PurgeHistory {
+                    retention_ms: u64::MAX,
+                };
                 let r = match h.spawn(async move { node.write(op).await }).await {
                     Ok(r) => r,
                     Err(_) => continue,
                 };
-                trace.event(format!("probe write via n{}: {:?}", n.id(), r.as_ref().map(|w| w.index)));
+                trace.event(format!(
+                    "probe write via n{}: {:?}",
+                    n.id(),
+                    r.as_ref().map(|w| w.index)
+                ));
                 ok &= r.is_ok();
             }
             probes_done = ok;
@@ -116,7 +154,11 @@ async fn liveness_phase(world: &Arc<Mutex<World>>, scenario: &Scenario, trace: &
             })
             .collect();
         if states.windows(2).all(|w| w[0] == w[1]) {
-            trace.event(format!("converged after {} ms at {:?}", trace.now_ms() - start, states[0]));
+            trace.event(format!(
+                "converged after {} ms at {:?}",
+                trace.now_ms() - start,
+                states[0]
+            ));
             return None;
         }
     }
@@ -125,19 +167,35 @@ async fn liveness_phase(world: &Arc<Mutex<World>>, scenario: &Scenario, trace: &
         .expect("world lock")
         .statuses()
         .values()
-        .map(|s| format!("n{} leader={:?} term={} log={:?} applied={:?} voters={:?}", s.id, s.leader, s.term, s.last_log_index, s.last_applied, s.voters))
+        .map(|s| {
+            format!(
+                "n{} leader={:?} term={} log={:?} applied={:?} voters={:?}",
+                s.id, s.leader, s.term, s.last_log_index, s.last_applied, s.voters
+            )
+        })
         .collect();
-    Some(format!("no convergence within {} s after heal (probes done: {probes_done}); {}", scenario.liveness_bound_s, statuses.join("; ")))
+    Some(format!(
+        "no convergence within {} s after heal (probes done: {probes_done}); {}",
+        scenario.liveness_bound_s,
+        statuses.join("; ")
+    ))
 }
 
-async fn monitor_leader(world: Arc<Mutex<World>>, trace: Trace, leaders: Arc<Mutex<Vec<(u64, Option<u64>)>>>) {
+async fn monitor_leader(
+    world: Arc<Mutex<World>>,
+    trace: Trace,
+    leaders: Arc<Mutex<Vec<(u64, Option<u64>)>>>,
+) {
     let mut last = None;
     loop {
         madsim::time::sleep(Duration::from_millis(10)).await;
         let leader = world.lock().expect("world lock").leader();
         if leader != last && leader.is_some() {
             trace.event(format!("leader n{}", leader.unwrap_or(0)));
-            leaders.lock().expect("leaders lock").push((trace.now_ms(), leader));
+            leaders
+                .lock()
+                .expect("leaders lock")
+                .push((trace.now_ms(), leader));
         }
         last = leader;
     }
@@ -153,13 +211,24 @@ fn check_all(w: &World, ops: &[crate::workload::OpRecord]) -> Vec<Violation> {
         .running()
         .iter()
         .filter_map(|id| w.node(*id))
-        .map(|n| n.state().read().expect("state lock").last_applied.map(|l| l.index).unwrap_or(0))
+        .map(|n| {
+            n.state()
+                .read()
+                .expect("state lock")
+                .last_applied
+                .map(|l| l.index)
+                .unwrap_or(0)
+        })
         .min()
         .unwrap_or(0);
     let acked: Vec<AckedWrite> = ops
         .iter()
         .filter_map(|o| match (&o.outcome, o.payload) {
-            (Outcome::Written { index }, Some(p)) => Some(AckedWrite { op: o.id, index: *index, payload: p }),
+            (Outcome::Written { index }, Some(p)) => Some(AckedWrite {
+                op: o.id,
+                index: *index,
+                payload: p,
+            }),
             _ => None,
         })
         .collect();
@@ -180,22 +249,37 @@ fn check_all(w: &World, ops: &[crate::workload::OpRecord]) -> Vec<Violation> {
         })
         .collect();
     monotonic_reads::check(&reads, &mut out);
-    out.extend(crate::history::check_histories(ops, LINEARIZABILITY_BUDGET, md5_hex));
+    out.extend(crate::history::check_histories(
+        ops,
+        LINEARIZABILITY_BUDGET,
+        md5_hex,
+    ));
     out
 }
 
-fn measure_failover(losses: &[LeaderLoss], leaders: &[(u64, Option<u64>)], ops: &[crate::workload::OpRecord]) -> Vec<Failover> {
+fn measure_failover(
+    losses: &[LeaderLoss],
+    leaders: &[(u64, Option<u64>)],
+    ops: &[crate::workload::OpRecord],
+) -> Vec<Failover> {
     losses
         .iter()
         .map(|l| {
-            let new_leader_ms = leaders.iter().find(|(t, _)| *t > l.at_ms).map(|(t, _)| t - l.at_ms);
+            let new_leader_ms = leaders
+                .iter()
+                .find(|(t, _)| *t > l.at_ms)
+                .map(|(t, _)| t - l.at_ms);
             let at_ns = l.at_ms * 1_000_000;
             let first_write_ms = ops
                 .iter()
                 .filter(|o| o.call_ns >= at_ns && matches!(o.outcome, Outcome::Written { .. }))
                 .map(|o| (o.ret_ns - at_ns) / 1_000_000)
                 .min();
-            Failover { at_ms: l.at_ms, new_leader_ms, first_write_ms }
+            Failover {
+                at_ms: l.at_ms,
+                new_leader_ms,
+                first_write_ms,
+            }
         })
         .collect()
 }

@@ -56,7 +56,10 @@ pub struct Network {
 
 impl Default for Network {
     fn default() -> Self {
-        Network { latency_ms: [1, 10], loss: 0.0 }
+        Network {
+            latency_ms: [1, 10],
+            loss: 0.0,
+        }
     }
 }
 
@@ -72,7 +75,11 @@ pub struct Storage {
 
 impl Default for Storage {
     fn default() -> Self {
-        Storage { snapshot_every_entries: 200, keep_after_snapshot: 20, torn_tail: true }
+        Storage {
+            snapshot_every_entries: 200,
+            keep_after_snapshot: 20,
+            torn_tail: true,
+        }
     }
 }
 
@@ -97,7 +104,11 @@ pub struct Workload {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Fault {
     /// Crash a node (power loss: unsynced writes are lost) and restart it after `down_s`.
-    Crash { at_s: [u64; 2], down_s: [u64; 2], target: Target },
+    Crash {
+        at_s: [u64; 2],
+        down_s: [u64; 2],
+        target: Target,
+    },
     /// Split the members into a minority and a majority for `for_s`.
     Partition { at_s: [u64; 2], for_s: [u64; 2] },
     /// Cut the current leader off from everyone for `for_s`.
@@ -157,7 +168,9 @@ impl Scenario {
         for f in &self.faults {
             let at = f.at_s();
             if at[0] > at[1] || at[1] > self.duration_s {
-                return Err(format!("fault {f:?}: at_s must be an ordered range within duration_s"));
+                return Err(format!(
+                    "fault {f:?}: at_s must be an ordered range within duration_s"
+                ));
             }
         }
         Ok(())
@@ -204,20 +217,33 @@ mod tests {
                 let f = f.expect("entry").path();
                 if f.extension().is_some_and(|e| e == "toml") {
                     let s = Scenario::load(&f).unwrap_or_else(|e| panic!("{e}"));
-                    assert_eq!(Some(s.tier.as_str()), tier.file_name().and_then(|n| n.to_str()), "{}", f.display());
+                    assert_eq!(
+                        Some(s.tier.as_str()),
+                        tier.file_name().and_then(|n| n.to_str()),
+                        "{}",
+                        f.display()
+                    );
                     count += 1;
                 }
             }
         }
-        assert!(count >= 10, "expected the scenario catalogue, found {count}");
+        assert!(
+            count >= 10,
+            "expected the scenario catalogue, found {count}"
+        );
     }
 
     #[test]
     fn unknown_fields_and_bad_ranges_are_rejected() {
         let base = "name='x'\ntier='fast'\nseed=1\nduration_s=10\n[workload]\nclients=1\nkeys=1\nthink_ms=[1,2]\npublish=1\ncas=0\nremove=0\nget_local=0\nget_linearizable=0\n";
         assert!(Scenario::parse(base).is_ok());
-        assert!(Scenario::parse(&format!("{base}bogus=1\n")).is_err() || Scenario::parse(&format!("bogus=1\n{base}")).is_err());
+        assert!(
+            Scenario::parse(&format!("{base}bogus=1\n")).is_err()
+                || Scenario::parse(&format!("bogus=1\n{base}")).is_err()
+        );
         let bad = format!("{base}[[faults]]\nkind='join'\nat_s=[5,20]\n");
-        assert!(Scenario::parse(&bad).unwrap_err().contains("within duration_s"));
+        assert!(Scenario::parse(&bad)
+            .unwrap_err()
+            .contains("within duration_s"));
     }
 }

@@ -23,7 +23,14 @@ pub struct Trace {
 impl Trace {
     /// A new trace; `print` echoes events to stdout.
     pub fn new(print: bool) -> Trace {
-        Trace { inner: Arc::new(Mutex::new(TraceInner { hash: Fnv64::default(), events: 0, print, start: None })) }
+        Trace {
+            inner: Arc::new(Mutex::new(TraceInner {
+                hash: Fnv64::default(),
+                events: 0,
+                print,
+                start: None,
+            })),
+        }
     }
 
     /// Marks time zero (simulated).

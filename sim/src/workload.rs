@@ -41,7 +41,9 @@ pub enum OpKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// A write acknowledged at this log index.
-    Written { index: u64 },
+    Written {
+        index: u64,
+    },
     CasFailed,
     /// A read: content and revision, or absent.
     Read(Option<(String, u64)>),
@@ -71,7 +73,13 @@ pub struct OpRecord {
 pub type History = Arc<Mutex<Vec<OpRecord>>>;
 
 /// Starts `workload.clients` clients that run until `end` (simulated, since the run start).
-pub fn spawn_clients(world: &World, workload: &Workload, seed: u64, end: Duration, history: History) {
+pub fn spawn_clients(
+    world: &World,
+    workload: &Workload,
+    seed: u64,
+    end: Duration,
+    history: History,
+) {
     let members: Vec<u64> = world.initial.keys().copied().collect();
     for c in 0..workload.clients {
         let client = Client {
@@ -79,16 +87,28 @@ pub fn spawn_clients(world: &World, workload: &Workload, seed: u64, end: Duratio
             node: members[(c as usize) % members.len()],
             rng: ChaCha8Rng::seed_from_u64(seed.wrapping_mul(31).wrapping_add(c)),
             workload: workload.clone(),
-            transport: SimTransport { alive: world.alive.clone() },
+            transport: SimTransport {
+                alive: world.alive.clone(),
+            },
             history: history.clone(),
-            incarnations: world.members.iter().map(|(id, m)| (*id, m.incarnation.clone())).collect(),
+            incarnations: world
+                .members
+                .iter()
+                .map(|(id, m)| (*id, m.incarnation.clone()))
+                .collect(),
             trace: world.trace.clone(),
             last_seen: BTreeMap::new(),
             seq: 0,
         };
         let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 1, (c + 1) as u8));
         let start = madsim::time::Instant::now();
-        world.handle.create_node().name(format!("client{}", c + 1)).ip(ip).build().spawn(client.run(start + end));
+        world
+            .handle
+            .create_node()
+            .name(format!("client{}", c + 1))
+            .ip(ip)
+            .build()
+            .spawn(client.run(start + end));
     }
 }
 
@@ -113,7 +133,9 @@ impl Client {
     async fn run(mut self, end: madsim::time::Instant) {
         while madsim::time::Instant::now() < end {
             self.one_op().await;
-            let think = self.rng.gen_range(self.workload.think_ms[0]..=self.workload.think_ms[1]);
+            let think = self
+                .rng
+                .gen_range(self.workload.think_ms[0]..=self.workload.think_ms[1]);
             madsim::time::sleep(Duration::from_millis(think)).await;
         }
     }
@@ -124,13 +146,22 @@ impl Client {
         let mut roll = self.rng.gen_range(0..total.max(1));
         self.seq += 1;
         let content = format!("c{}-{}", self.id, self.seq);
-        for (weight, kind) in [(w.publish, 0), (w.cas, 1), (w.remove, 2), (w.get_local, 3), (w.get_linearizable, 4)] {
+        for (weight, kind) in [
+            (w.publish, 0),
+            (w.cas, 1),
+            (w.remove, 2),
+            (w.get_local, 3),
+            (w.get_linearizable, 4),
+        ] {
             if roll < weight {
                 return match kind {
                     0 => OpKind::Publish(content),
                     1 => {
                         let seen = self.last_seen.get(key).cloned().unwrap_or_default();
-                        OpKind::Cas { expected_md5: md5_hex(&seen), new: content }
+                        OpKind::Cas {
+                            expected_md5: md5_hex(&seen),
+                            new: content,
+                        }
                     }
                     2 => OpKind::Remove,
                     3 => OpKind::GetLocal,
@@ -150,13 +181,24 @@ impl Client {
         let incarnation = self.incarnations[&self.node].load(Ordering::SeqCst);
         let call_ns = now_ns();
         let msg = PeerRequest::Forward { hops: 0, request };
-        let answer = self.transport.call(self.node, &member_addr(self.node), msg, Duration::from_millis(CLIENT_TIMEOUT_MS)).await;
+        let answer = self
+            .transport
+            .call(
+                self.node,
+                &member_addr(self.node),
+                msg,
+                Duration::from_millis(CLIENT_TIMEOUT_MS),
+            )
+            .await;
         let ret_ns = now_ns();
         let outcome = outcome_of(answer);
         let same_incarnation = self.incarnations[&self.node].load(Ordering::SeqCst) == incarnation;
         match (&outcome, &kind) {
             (Outcome::Read(v), _) => {
-                self.last_seen.insert(key.clone(), v.as_ref().map(|(c, _)| c.clone()).unwrap_or_default());
+                self.last_seen.insert(
+                    key.clone(),
+                    v.as_ref().map(|(c, _)| c.clone()).unwrap_or_default(),
+                );
             }
             (Outcome::Written { .. }, OpKind::Publish(c) | OpKind::Cas { new: c, .. }) => {
                 self.last_seen.insert(key.clone(), c.clone());
@@ -180,7 +222,10 @@ impl Client {
             });
             id
         };
-        self.trace.event(format!("op {id} c{} n{} {key} {kind:?} -> {outcome:?}", self.id, self.node));
+        self.trace.event(format!(
+            "op {id} c{} n{} {key} {kind:?} -> {outcome:?}",
+            self.id, self.node
+        ));
     }
 }
 
@@ -202,27 +247,37 @@ fn build_request(kind: &OpKind, key: ConfigKey, client: u64) -> (ClientRequest, 
     let op = match kind {
         OpKind::Publish(c) => publish(c, None),
         OpKind::Cas { expected_md5, new } => publish(new, Some(expected_md5.clone())),
-        OpKind::Remove => ConfigCommand::Remove { key: key.clone(), src_user: format!("client{client}"), src_ip: String::new() },
+        OpKind::Remove => ConfigCommand::Remove {
+            key: key.clone(),
+            src_user: format!("client{client}"),
+            src_ip: String::new(),
+        },
         OpKind::GetLocal => return (ClientRequest::GetLocal(key), None),
         OpKind::GetLinearizable => return (ClientRequest::GetLinearizable(key), None),
     };
-    let cmd = Command { now_ms: crate::world::SimClock.now_ms_value(), op: Op::Config(op) };
-    let payload = postcard::to_allocvec(&EntryPayload::<TypeConfig>::Normal(cmd.clone())).expect("encodes");
+    let cmd = Command {
+        now_ms: crate::world::SimClock.now_ms_value(),
+        op: Op::Config(op),
+    };
+    let payload =
+        postcard::to_allocvec(&EntryPayload::<TypeConfig>::Normal(cmd.clone())).expect("encodes");
     (ClientRequest::Write(cmd), Some(fnv64(&payload)))
 }
 
 fn outcome_of(answer: Result<PeerResponse, TransportError>) -> Outcome {
     match answer {
         Ok(PeerResponse::Forward(Ok(ClientResponse::Written(w)))) => match w.result {
-            nacre_engine::raft::command::CommandResult::Config(nacre_engine::config::ConfigApplied::CasMismatch { .. }) => {
-                Outcome::CasFailed
-            }
+            nacre_engine::raft::command::CommandResult::Config(
+                nacre_engine::config::ConfigApplied::CasMismatch { .. },
+            ) => Outcome::CasFailed,
             _ => Outcome::Written { index: w.index },
         },
         Ok(PeerResponse::Forward(Ok(ClientResponse::Config(item)))) => {
             Outcome::Read(item.map(|i| (i.content, i.revision)))
         }
-        Ok(PeerResponse::Forward(Err(Reject::NoLeader { .. } | Reject::InvalidParam(_)))) => Outcome::Failed,
+        Ok(PeerResponse::Forward(Err(Reject::NoLeader { .. } | Reject::InvalidParam(_)))) => {
+            Outcome::Failed
+        }
         Err(TransportError::Unreachable(_)) => Outcome::Failed,
         _ => Outcome::Unknown,
     }

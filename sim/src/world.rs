@@ -77,7 +77,9 @@ pub fn member_addr(id: u64) -> String {
 impl World {
     /// Creates the initial members (they start at once and bootstrap).
     pub fn new(seed: u64, scenario: &Scenario, trace: Trace) -> World {
-        let initial: BTreeMap<u64, String> = (1..=scenario.nodes).map(|id| (id, member_addr(id))).collect();
+        let initial: BTreeMap<u64, String> = (1..=scenario.nodes)
+            .map(|id| (id, member_addr(id)))
+            .collect();
         let mut world = World {
             handle: Handle::current(),
             members: BTreeMap::new(),
@@ -123,12 +125,25 @@ impl World {
             .ip(ip)
             .init(move || ctx.clone().run())
             .build();
-        self.members.insert(id, Member { id, addr, handle, disk, incarnation, fatal, up: true });
+        self.members.insert(
+            id,
+            Member {
+                id,
+                addr,
+                handle,
+                disk,
+                incarnation,
+                fatal,
+                up: true,
+            },
+        );
     }
 
     /// Kills member `id` as a power loss would: the process stops, unsynced bytes are lost.
     pub fn crash(&mut self, id: u64) {
-        let Some(m) = self.members.get_mut(&id) else { return };
+        let Some(m) = self.members.get_mut(&id) else {
+            return;
+        };
         if !m.up {
             return;
         }
@@ -142,7 +157,9 @@ impl World {
 
     /// Restarts a crashed member (madsim re-runs its init).
     pub fn restart(&mut self, id: u64) {
-        let Some(m) = self.members.get_mut(&id) else { return };
+        let Some(m) = self.members.get_mut(&id) else {
+            return;
+        };
         if m.up {
             return;
         }
@@ -179,12 +196,21 @@ impl World {
 
     /// Status of every live member.
     pub fn statuses(&self) -> BTreeMap<u64, CpStatus> {
-        self.live.lock().expect("live lock").iter().map(|(id, n)| (*id, n.status())).collect()
+        self.live
+            .lock()
+            .expect("live lock")
+            .iter()
+            .map(|(id, n)| (*id, n.status()))
+            .collect()
     }
 
     /// The live member that is leader with the highest term.
     pub fn leader(&self) -> Option<u64> {
-        self.statuses().values().filter(|s| s.is_leader).max_by_key(|s| s.term).map(|s| s.id)
+        self.statuses()
+            .values()
+            .filter(|s| s.is_leader)
+            .max_by_key(|s| s.term)
+            .map(|s| s.id)
     }
 
     /// The live CpNode of member `id`.
@@ -194,20 +220,33 @@ impl World {
 
     /// Members that are up and not stopped by a fatal error.
     pub fn running(&self) -> Vec<u64> {
-        self.members.values().filter(|m| m.up && m.fatal.lock().expect("fatal lock").is_none()).map(|m| m.id).collect()
+        self.members
+            .values()
+            .filter(|m| m.up && m.fatal.lock().expect("fatal lock").is_none())
+            .map(|m| m.id)
+            .collect()
     }
 
     /// Members stopped by a fatal storage error, with the error.
     pub fn fatal_members(&self) -> BTreeMap<u64, String> {
         self.members
             .values()
-            .filter_map(|m| m.fatal.lock().expect("fatal lock").clone().map(|e| (m.id, e)))
+            .filter_map(|m| {
+                m.fatal
+                    .lock()
+                    .expect("fatal lock")
+                    .clone()
+                    .map(|e| (m.id, e))
+            })
             .collect()
     }
 
     /// Bytes on each member's disk.
     pub fn disk_bytes(&self) -> BTreeMap<u64, usize> {
-        self.members.values().map(|m| (m.id, m.disk.sizes().values().sum())).collect()
+        self.members
+            .values()
+            .map(|m| (m.id, m.disk.sizes().values().sum()))
+            .collect()
     }
 }
 
@@ -232,7 +271,12 @@ impl MemberCtx {
     async fn run(self) {
         self.incarnation.fetch_add(1, Ordering::SeqCst);
         // The checkers' mirror of this log restarts from what survived on disk.
-        let journal = self.disk.read(DiskFile::Journal).ok().flatten().unwrap_or_default();
+        let journal = self
+            .disk
+            .read(DiskFile::Journal)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         if let Ok(rec) = replay(&journal) {
             let digests: Vec<_> = rec.entries.values().map(entry_digest).collect();
             self.observer.reset_log(self.id, &digests);
@@ -241,8 +285,13 @@ impl MemberCtx {
         opts.snapshot_logs_since_last = self.snapshot_every;
         opts.logs_kept_after_snapshot = self.keep_after;
         opts.snapshot_max_age_ms = 60_000;
-        opts.log = LogStoreOptions { compact_bytes_min: 64 * 1024, observer: Some(Arc::new(self.observer.clone())) };
-        let transport = Arc::new(SimTransport { alive: self.alive.clone() });
+        opts.log = LogStoreOptions {
+            compact_bytes_min: 64 * 1024,
+            observer: Some(Arc::new(self.observer.clone())),
+        };
+        let transport = Arc::new(SimTransport {
+            alive: self.alive.clone(),
+        });
         let disk: Arc<dyn Disk> = Arc::new(self.disk.clone());
         let node = match CpNode::start(opts, disk, transport.clone(), Arc::new(SimClock)).await {
             Ok(n) => n,
@@ -252,8 +301,14 @@ impl MemberCtx {
                 return;
             }
         };
-        self.live.lock().expect("live lock").insert(self.id, node.clone());
-        self.alive.lock().expect("alive lock").insert(self.addr.clone());
+        self.live
+            .lock()
+            .expect("live lock")
+            .insert(self.id, node.clone());
+        self.alive
+            .lock()
+            .expect("alive lock")
+            .insert(self.addr.clone());
         if self.initial.is_empty() {
             tokio::spawn(join_cluster(self.id, self.addr.clone(), transport));
         }
@@ -265,8 +320,21 @@ impl MemberCtx {
 async fn join_cluster(id: u64, addr: String, transport: Arc<SimTransport>) {
     for attempt in 0..200u64 {
         let target = 1 + attempt % 3;
-        let request = PeerRequest::Forward { hops: 0, request: ClientRequest::AddMember { id, addr: addr.clone() } };
-        let answer = transport.call(target, &member_addr(target), request, Duration::from_secs(30)).await;
+        let request = PeerRequest::Forward {
+            hops: 0,
+            request: ClientRequest::AddMember {
+                id,
+                addr: addr.clone(),
+            },
+        };
+        let answer = transport
+            .call(
+                target,
+                &member_addr(target),
+                request,
+                Duration::from_secs(30),
+            )
+            .await;
         if let Ok(PeerResponse::Forward(Ok(ClientResponse::MembershipChanged))) = answer {
             return;
         }

@@ -18,8 +18,21 @@ fn sim_binary() -> PathBuf {
     let status = Command::new(env!("CARGO"))
         .current_dir(workspace())
         .env_remove("RUSTFLAGS")
-        .args(["build", "--release", "-q", "-p", "nacre-sim", "--bin", "sim"])
-        .args(["--config", "build.rustflags=['--cfg','madsim']", "--config", "build.target-dir='target/sim'"])
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "nacre-sim",
+            "--bin",
+            "sim",
+        ])
+        .args([
+            "--config",
+            "build.rustflags=['--cfg','madsim']",
+            "--config",
+            "build.target-dir='target/sim'",
+        ])
         .status()
         .expect("cargo runs");
     assert!(status.success(), "building the simulator failed");
@@ -39,7 +52,10 @@ fn scenario_goldens() {
             .collect();
         files.sort();
         for file in files {
-            let rel = file.strip_prefix(workspace()).expect("inside the workspace").to_path_buf();
+            let rel = file
+                .strip_prefix(workspace())
+                .expect("inside the workspace")
+                .to_path_buf();
             let out = Command::new(&bin)
                 .current_dir(workspace())
                 .args(["--pinned", "--summary", "--scenario"])
@@ -47,11 +63,24 @@ fn scenario_goldens() {
                 .output()
                 .expect("simulator runs");
             let text = String::from_utf8_lossy(&out.stdout).to_string();
-            assert_eq!(out.status.code(), Some(0), "{} failed:\n{text}", rel.display());
-            let name = format!("{tier}-{}", file.file_stem().and_then(|s| s.to_str()).unwrap_or("scenario"));
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{} failed:\n{text}",
+                rel.display()
+            );
+            let name = format!(
+                "{tier}-{}",
+                file.file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("scenario")
+            );
             insta::assert_snapshot!(name, text);
             checked += 1;
         }
     }
-    assert!(checked >= 10, "expected the scenario catalogue, checked {checked}");
+    assert!(
+        checked >= 10,
+        "expected the scenario catalogue, checked {checked}"
+    );
 }

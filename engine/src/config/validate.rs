@@ -10,7 +10,9 @@ pub const TENANT_CHARS_MAX: usize = 128;
 pub const TAG_CHARS_MAX: usize = 16;
 
 fn valid_chars(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
 }
 
 /// dataId: required, letters, digits and `_ - . :`.
@@ -37,7 +39,9 @@ pub fn validate_tenant(tenant: &str) -> Result<(), Reject> {
         return Ok(());
     }
     if tenant.chars().count() > TENANT_CHARS_MAX {
-        return Err(Reject::InvalidParam(format!("too long tenant, over {TENANT_CHARS_MAX}")));
+        return Err(Reject::InvalidParam(format!(
+            "too long tenant, over {TENANT_CHARS_MAX}"
+        )));
     }
     if !valid_chars(tenant) {
         return Err(Reject::InvalidParam("invalid tenant".into()));
@@ -51,7 +55,9 @@ pub fn validate_tag(tag: &str) -> Result<(), Reject> {
         return Ok(());
     }
     if tag.chars().count() > TAG_CHARS_MAX {
-        return Err(Reject::InvalidParam(format!("too long tag, over {TAG_CHARS_MAX}")));
+        return Err(Reject::InvalidParam(format!(
+            "too long tag, over {TAG_CHARS_MAX}"
+        )));
     }
     if !valid_chars(tag) {
         return Err(Reject::InvalidParam(format!("invalid tag : {tag}")));
@@ -65,7 +71,9 @@ pub fn validate_content(content: &str) -> Result<(), Reject> {
         return Err(Reject::InvalidParam("content is blank".into()));
     }
     if content.len() > CONTENT_BYTES_MAX {
-        return Err(Reject::InvalidParam(format!("content over {CONTENT_BYTES_MAX} bytes")));
+        return Err(Reject::InvalidParam(format!(
+            "content over {CONTENT_BYTES_MAX} bytes"
+        )));
     }
     Ok(())
 }
@@ -88,11 +96,26 @@ mod tests {
     fn messages_match_nacos() {
         assert!(validate_data_id("app.yaml").is_ok());
         assert!(validate_data_id("配置-1:x").is_ok());
-        assert_eq!(validate_data_id("a b"), Err(Reject::InvalidParam("invalid dataId : a b".into())));
-        assert_eq!(validate_group(""), Err(Reject::InvalidParam("invalid group : ".into())));
-        assert_eq!(validate_tenant(&"t".repeat(129)), Err(Reject::InvalidParam("too long tenant, over 128".into())));
-        assert_eq!(validate_tenant("a/b"), Err(Reject::InvalidParam("invalid tenant".into())));
-        assert_eq!(validate_tag(&"x".repeat(17)), Err(Reject::InvalidParam("too long tag, over 16".into())));
+        assert_eq!(
+            validate_data_id("a b"),
+            Err(Reject::InvalidParam("invalid dataId : a b".into()))
+        );
+        assert_eq!(
+            validate_group(""),
+            Err(Reject::InvalidParam("invalid group : ".into()))
+        );
+        assert_eq!(
+            validate_tenant(&"t".repeat(129)),
+            Err(Reject::InvalidParam("too long tenant, over 128".into()))
+        );
+        assert_eq!(
+            validate_tenant("a/b"),
+            Err(Reject::InvalidParam("invalid tenant".into()))
+        );
+        assert_eq!(
+            validate_tag(&"x".repeat(17)),
+            Err(Reject::InvalidParam("too long tag, over 16".into()))
+        );
         assert!(validate_content("  ").is_err());
     }
 

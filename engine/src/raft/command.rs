@@ -18,6 +18,8 @@ pub struct Command {
 }
 
 /// The operations of the CP state machine.
+// Commands are moved once into the log; boxing the large variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     /// A config publish or remove.

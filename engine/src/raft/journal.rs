@@ -110,7 +110,10 @@ mod tests {
     use openraft::{CommittedLeaderId, EntryPayload};
 
     fn entry(index: u64) -> Entry {
-        Entry { log_id: LogId::new(CommittedLeaderId::new(1, 0), index), payload: EntryPayload::Blank }
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
+            payload: EntryPayload::Blank,
+        }
     }
 
     fn journal(records: &[JournalRecord]) -> Vec<u8> {

@@ -33,7 +33,10 @@ pub struct LogStoreOptions {
 
 impl Default for LogStoreOptions {
     fn default() -> Self {
-        LogStoreOptions { compact_bytes_min: JOURNAL_COMPACT_BYTES_MIN, observer: None }
+        LogStoreOptions {
+            compact_bytes_min: JOURNAL_COMPACT_BYTES_MIN,
+            observer: None,
+        }
     }
 }
 
@@ -75,7 +78,12 @@ impl LogStore {
         let bytes = disk.read(DiskFile::Journal)?.unwrap_or_default();
         let rec = replay(&bytes)?;
         if rec.torn_tail {
-            tracing::warn!(node, cut_at = rec.valid_len, len = bytes.len(), "journal torn tail cut");
+            tracing::warn!(
+                node,
+                cut_at = rec.valid_len,
+                len = bytes.len(),
+                "journal torn tail cut"
+            );
             disk.truncate(DiskFile::Journal, rec.valid_len)?;
         }
         let inner = LogInner {
@@ -89,11 +97,15 @@ impl LogStore {
             journal_bytes: rec.valid_len,
         };
         inner.check_invariants();
-        Ok(LogStore { inner: Arc::new(Mutex::new(inner)) })
+        Ok(LogStore {
+            inner: Arc::new(Mutex::new(inner)),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, LogInner> {
-        self.inner.lock().expect("log store lock poisoned: a panic already stopped the node")
+        self.inner
+            .lock()
+            .expect("log store lock poisoned: a panic already stopped the node")
     }
 
     /// Every entry currently in the log, for the simulator's log-matching checker.
@@ -104,7 +116,12 @@ impl LogStore {
     /// The last log index present (or purged).
     pub fn last_index(&self) -> Option<u64> {
         let inner = self.lock();
-        inner.entries.keys().next_back().copied().or(inner.last_purged.map(|l| l.index))
+        inner
+            .entries
+            .keys()
+            .next_back()
+            .copied()
+            .or(inner.last_purged.map(|l| l.index))
     }
 }
 
@@ -131,20 +148,30 @@ impl LogInner {
         if let Some(p) = self.last_purged {
             records.push(JournalRecord::Purge(p));
         }
-        records.push(JournalRecord::Entries(self.entries.values().cloned().collect()));
+        records.push(JournalRecord::Entries(
+            self.entries.values().cloned().collect(),
+        ));
         let bytes: Vec<u8> = records.iter().flat_map(encode_msg).collect();
         if (bytes.len() as u64) * 2 > self.journal_bytes {
             return Ok(());
         }
         self.disk.replace(DiskFile::Journal, &bytes)?;
-        tracing::debug!(node = self.node, from = self.journal_bytes, to = bytes.len(), "journal compacted");
+        tracing::debug!(
+            node = self.node,
+            from = self.journal_bytes,
+            to = bytes.len(),
+            "journal compacted"
+        );
         self.journal_bytes = bytes.len() as u64;
         Ok(())
     }
 
     fn check_invariants(&self) {
         if let (Some(p), Some(first)) = (self.last_purged, self.entries.keys().next()) {
-            assert!(*first > p.index, "an entry at or below the purge point survived");
+            assert!(
+                *first > p.index,
+                "an entry at or below the purge point survived"
+            );
         }
         debug_assert!(self.entries.iter().all(|(i, e)| *i == e.log_id.index));
     }
@@ -155,7 +182,12 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        Ok(self.lock().entries.range(range).map(|(_, e)| e.clone()).collect())
+        Ok(self
+            .lock()
+            .entries
+            .range(range)
+            .map(|(_, e)| e.clone())
+            .collect())
     }
 }
 
@@ -164,8 +196,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let inner = self.lock();
-        let last = inner.entries.values().next_back().map(|e| e.log_id).or(inner.last_purged);
-        Ok(LogState { last_purged_log_id: inner.last_purged, last_log_id: last })
+        let last = inner
+            .entries
+            .values()
+            .next_back()
+            .map(|e| e.log_id)
+            .or(inner.last_purged);
+        Ok(LogState {
+            last_purged_log_id: inner.last_purged,
+            last_log_id: last,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -174,7 +214,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let mut inner = self.lock();
-        inner.write(&JournalRecord::Vote(*vote), true).map_err(io_err)?;
+        inner
+            .write(&JournalRecord::Vote(*vote), true)
+            .map_err(io_err)?;
         inner.vote = Some(*vote);
         Ok(())
     }
@@ -186,7 +228,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         let mut inner = self.lock();
         // Not synced: a lost commit point is recomputed from the leader; it only speeds restart.
-        inner.write(&JournalRecord::Committed(committed), false).map_err(io_err)?;
+        inner
+            .write(&JournalRecord::Committed(committed), false)
+            .map_err(io_err)?;
         inner.committed = committed;
         Ok(())
     }
@@ -195,7 +239,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.lock().committed)
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -220,7 +268,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let mut inner = self.lock();
-        inner.write(&JournalRecord::Truncate(log_id.index), true).map_err(io_err)?;
+        inner
+            .write(&JournalRecord::Truncate(log_id.index), true)
+            .map_err(io_err)?;
         inner.entries.split_off(&log_id.index);
         if let Some(obs) = &inner.options.observer {
             obs.on_truncate(inner.node, log_id.index);
@@ -230,7 +280,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let mut inner = self.lock();
-        inner.write(&JournalRecord::Purge(log_id), false).map_err(io_err)?;
+        inner
+            .write(&JournalRecord::Purge(log_id), false)
+            .map_err(io_err)?;
         let kept = inner.entries.split_off(&(log_id.index + 1));
         inner.entries = kept;
         inner.last_purged = Some(log_id);

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -36,7 +38,11 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
-        PeerClient { target, addr: node.addr.clone(), transport: self.transport.clone() }
+        PeerClient {
+            target,
+            addr: node.addr.clone(),
+            transport: self.transport.clone(),
+        }
     }
 }
 
@@ -69,7 +75,11 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RpcErr> {
-        match self.call(PeerRequest::RaftAppend(rpc), option.hard_ttl()).await.map_err(transport_err)? {
+        match self
+            .call(PeerRequest::RaftAppend(rpc), option.hard_ttl())
+            .await
+            .map_err(transport_err)?
+        {
             PeerResponse::RaftAppend(Ok(r)) => Ok(r),
             PeerResponse::RaftAppend(Err(e)) => Err(self.remote(e)),
             _ => Err(RPCError::Network(NetworkError::new(&WrongKind))),
@@ -81,15 +91,27 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<u64>, RpcErr<InstallSnapshotError>> {
-        match self.call(PeerRequest::RaftSnapshot(rpc), option.hard_ttl()).await.map_err(transport_err)? {
+        match self
+            .call(PeerRequest::RaftSnapshot(rpc), option.hard_ttl())
+            .await
+            .map_err(transport_err)?
+        {
             PeerResponse::RaftSnapshot(Ok(r)) => Ok(r),
             PeerResponse::RaftSnapshot(Err(e)) => Err(self.remote(e)),
             _ => Err(RPCError::Network(NetworkError::new(&WrongKind))),
         }
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<u64>, option: RPCOption) -> Result<VoteResponse<u64>, RpcErr> {
-        match self.call(PeerRequest::RaftVote(rpc), option.hard_ttl()).await.map_err(transport_err)? {
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RpcErr> {
+        match self
+            .call(PeerRequest::RaftVote(rpc), option.hard_ttl())
+            .await
+            .map_err(transport_err)?
+        {
             PeerResponse::RaftVote(Ok(r)) => Ok(r),
             PeerResponse::RaftVote(Err(e)) => Err(self.remote(e)),
             _ => Err(RPCError::Network(NetworkError::new(&WrongKind))),

@@ -108,14 +108,20 @@ impl AsyncRuntime for SimRuntime {
         duration: Duration,
         future: F,
     ) -> Self::Timeout<R, F> {
-        SimTimeout { future: Box::pin(future), sleep: Self::sleep(duration) }
+        SimTimeout {
+            future: Box::pin(future),
+            sleep: Self::sleep(duration),
+        }
     }
 
     fn timeout_at<R, F: Future<Output = R> + OptionalSend>(
         deadline: Self::Instant,
         future: F,
     ) -> Self::Timeout<R, F> {
-        SimTimeout { future: Box::pin(future), sleep: Self::sleep_until(deadline) }
+        SimTimeout {
+            future: Box::pin(future),
+            sleep: Self::sleep_until(deadline),
+        }
     }
 
     fn is_panic(join_error: &Self::JoinError) -> bool {

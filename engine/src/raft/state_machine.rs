@@ -46,7 +46,9 @@ impl CpState {
                 CommandResult::None
             }
             EntryPayload::Normal(cmd) => match &cmd.op {
-                Op::Config(c) => CommandResult::Config(self.configs.apply(entry.log_id.index, cmd.now_ms, c)),
+                Op::Config(c) => {
+                    CommandResult::Config(self.configs.apply(entry.log_id.index, cmd.now_ms, c))
+                }
                 Op::PurgeHistory { retention_ms } => {
                     let rows = self.configs.purge_history(cmd.now_ms, *retention_ms);
                     CommandResult::Purged { rows: rows as u64 }
@@ -75,20 +77,31 @@ impl SnapshotImage {
     pub fn decode(bytes: &[u8]) -> Result<SnapshotImage, DecodeError> {
         let (image, used): (SnapshotImage, usize) = decode_msg(bytes)?;
         if used != bytes.len() {
-            return Err(DecodeError::Body(format!("{} trailing bytes", bytes.len() - used)));
+            return Err(DecodeError::Body(format!(
+                "{} trailing bytes",
+                bytes.len() - used
+            )));
         }
         if image.version != SNAPSHOT_VERSION {
-            return Err(DecodeError::Body(format!("snapshot version {}", image.version)));
+            return Err(DecodeError::Body(format!(
+                "snapshot version {}",
+                image.version
+            )));
         }
         if image.state.digest() != image.state_digest {
             return Err(DecodeError::Body("state digest mismatch".into()));
         }
         if image.state.last_applied != image.meta.last_log_id {
-            return Err(DecodeError::Body("snapshot meta does not match its state".into()));
+            return Err(DecodeError::Body(
+                "snapshot meta does not match its state".into(),
+            ));
         }
         Ok(image)
     }
 }
+
+/// The latest snapshot: its meta and its encoded image.
+type CurrentSnapshot = (SnapshotMeta, Vec<u8>);
 
 /// The state machine store handed to openraft.
 #[derive(Clone)]
@@ -96,23 +109,31 @@ pub struct StateMachineStore {
     node: u64,
     state: Arc<RwLock<CpState>>,
     disk: Arc<dyn Disk>,
-    current: Arc<Mutex<Option<(SnapshotMeta, Vec<u8>)>>>,
+    current: Arc<Mutex<Option<CurrentSnapshot>>>,
     observer: Option<Arc<dyn RaftObserver>>,
     snapshot_seq: Arc<Mutex<u64>>,
 }
 
 fn sm_err(e: impl std::fmt::Display) -> StorageError {
-    StorageError::from(StorageIOError::write_state_machine(AnyError::error(e.to_string())))
+    StorageError::from(StorageIOError::write_state_machine(AnyError::error(
+        e.to_string(),
+    )))
 }
 
 impl StateMachineStore {
     /// Opens the store: loads and validates the snapshot on disk, if any.
-    pub fn open(node: u64, disk: Arc<dyn Disk>, observer: Option<Arc<dyn RaftObserver>>) -> Result<Self, Fatal> {
+    pub fn open(
+        node: u64,
+        disk: Arc<dyn Disk>,
+        observer: Option<Arc<dyn RaftObserver>>,
+    ) -> Result<Self, Fatal> {
         let mut state = CpState::default();
         let mut current = None;
         if let Some(bytes) = disk.read(DiskFile::Snapshot)? {
-            let image = SnapshotImage::decode(&bytes)
-                .map_err(|e| Fatal::Corrupt { what: "raft snapshot", detail: e.to_string() })?;
+            let image = SnapshotImage::decode(&bytes).map_err(|e| Fatal::Corrupt {
+                what: "raft snapshot",
+                detail: e.to_string(),
+            })?;
             state = image.state;
             current = Some((image.meta, bytes));
         }
@@ -131,6 +152,8 @@ impl StateMachineStore {
         self.state.clone()
     }
 
+    // The error type is openraft's; its size is not ours to change.
+    #[allow(clippy::result_large_err)]
     fn build(&self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let state = self.state.read().expect("state lock poisoned").clone();
         let seq = {
@@ -140,17 +163,34 @@ impl StateMachineStore {
         };
         let last = state.last_applied;
         let snapshot_id = match last {
-            Some(l) => format!("{}-{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index, seq),
+            Some(l) => format!(
+                "{}-{}-{}-{}",
+                l.leader_id.term, l.leader_id.node_id, l.index, seq
+            ),
             None => format!("empty-{seq}"),
         };
-        let meta = SnapshotMeta { last_log_id: last, last_membership: state.membership.clone(), snapshot_id };
-        let image = SnapshotImage { version: SNAPSHOT_VERSION, meta: meta.clone(), state_digest: state.digest(), state };
+        let meta = SnapshotMeta {
+            last_log_id: last,
+            last_membership: state.membership.clone(),
+            snapshot_id,
+        };
+        let image = SnapshotImage {
+            version: SNAPSHOT_VERSION,
+            meta: meta.clone(),
+            state_digest: state.digest(),
+            state,
+        };
         let bytes = image.encode();
         // Validate what was built before it replaces the previous snapshot.
         SnapshotImage::decode(&bytes).map_err(sm_err)?;
-        self.disk.replace(DiskFile::Snapshot, &bytes).map_err(sm_err)?;
+        self.disk
+            .replace(DiskFile::Snapshot, &bytes)
+            .map_err(sm_err)?;
         *self.current.lock().expect("snapshot lock poisoned") = Some((meta.clone(), bytes.clone()));
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        })
     }
 }
 
@@ -200,9 +240,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let bytes = snapshot.into_inner();
         let image = SnapshotImage::decode(&bytes).map_err(sm_err)?;
         if image.meta.last_log_id != meta.last_log_id {
-            return Err(sm_err("received snapshot does not match its announced meta"));
+            return Err(sm_err(
+                "received snapshot does not match its announced meta",
+            ));
         }
-        self.disk.replace(DiskFile::Snapshot, &bytes).map_err(sm_err)?;
+        self.disk
+            .replace(DiskFile::Snapshot, &bytes)
+            .map_err(sm_err)?;
         let digest = image.state_digest;
         let index = image.meta.last_log_id.map(|l| l.index).unwrap_or(0);
         *self.state.write().expect("state lock poisoned") = image.state;

@@ -37,7 +37,10 @@ pub fn encode_frame(body: &[u8]) -> Vec<u8> {
 /// it as a torn tail).
 pub fn decode_frame(buf: &[u8]) -> Result<(&[u8], usize), DecodeError> {
     if buf.len() < FRAME_HEADER_BYTES {
-        return Err(DecodeError::Truncated { need: FRAME_HEADER_BYTES, have: buf.len() });
+        return Err(DecodeError::Truncated {
+            need: FRAME_HEADER_BYTES,
+            have: buf.len(),
+        });
     }
     if buf[0..2] != MAGIC {
         return Err(DecodeError::Magic);
@@ -47,12 +50,18 @@ pub fn decode_frame(buf: &[u8]) -> Result<(&[u8], usize), DecodeError> {
     }
     let len = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]) as usize;
     if len > FRAME_BYTES_MAX {
-        return Err(DecodeError::TooLarge { len, max: FRAME_BYTES_MAX });
+        return Err(DecodeError::TooLarge {
+            len,
+            max: FRAME_BYTES_MAX,
+        });
     }
     let crc = u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]);
     let end = FRAME_HEADER_BYTES + len;
     if buf.len() < end {
-        return Err(DecodeError::Truncated { need: end, have: buf.len() });
+        return Err(DecodeError::Truncated {
+            need: end,
+            have: buf.len(),
+        });
     }
     let body = &buf[FRAME_HEADER_BYTES..end];
     if crc32fast::hash(body) != crc {
@@ -91,7 +100,10 @@ mod tests {
         let bytes = encode_msg(&vec![1u32, 2, 3]);
         for cut in 0..bytes.len() {
             let err = decode_frame(&bytes[..cut]).expect_err("prefix must not decode");
-            assert!(matches!(err, DecodeError::Truncated { .. }), "cut {cut}: {err:?}");
+            assert!(
+                matches!(err, DecodeError::Truncated { .. }),
+                "cut {cut}: {err:?}"
+            );
         }
     }
 
@@ -100,14 +112,20 @@ mod tests {
         let mut bytes = encode_msg(&String::from("payload"));
         let last = bytes.len() - 1;
         bytes[last] ^= 0x01;
-        assert_eq!(decode_frame(&bytes).expect_err("corrupt"), DecodeError::Checksum);
+        assert_eq!(
+            decode_frame(&bytes).expect_err("corrupt"),
+            DecodeError::Checksum
+        );
     }
 
     #[test]
     fn oversized_length_is_refused_before_allocation() {
         let mut bytes = encode_frame(b"x");
         bytes[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(decode_frame(&bytes), Err(DecodeError::TooLarge { .. })));
+        assert!(matches!(
+            decode_frame(&bytes),
+            Err(DecodeError::TooLarge { .. })
+        ));
     }
 
     #[test]

@@ -24,7 +24,10 @@ pub enum PeerRequest {
     RaftVote(VoteRequest<u64>),
     RaftSnapshot(InstallSnapshotRequest<TypeConfig>),
     /// A client request routed towards the leader; `hops` counts forwards so far.
-    Forward { hops: u8, request: ClientRequest },
+    Forward {
+        hops: u8,
+        request: ClientRequest,
+    },
     /// Bootstrap probe: is the member up, and has it joined a cluster already?
     Ping,
 }
@@ -40,6 +43,8 @@ pub enum PeerResponse {
 }
 
 /// A request of the CP data API, transport-independent.
+// Messages are built once and encoded; boxing the large variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientRequest {
     /// Replicate a command through the leader.
@@ -55,6 +60,7 @@ pub enum ClientRequest {
 }
 
 /// The answer to a `ClientRequest`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientResponse {
     Written(Written),

@@ -58,14 +58,21 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
-        Some(Command::Sweep { paths, from, count, jobs, expect_fail, results }) => {
-            nacre_sim_bin::sweep(&paths, from, count, jobs, expect_fail, results.as_deref())
-        }
-        None => nacre_sim_bin::run_one(cli.seed, cli.scenario.as_deref(), cli.trace, cli.summary, cli.pinned),
+        Some(Command::Sweep {
+            paths,
+            from,
+            count,
+            jobs,
+            expect_fail,
+            results,
+        }) => nacre_sim::cli::sweep(&paths, from, count, jobs, expect_fail, results.as_deref()),
+        None => nacre_sim::cli::run_one(
+            cli.seed,
+            cli.scenario.as_deref(),
+            cli.trace,
+            cli.summary,
+            cli.pinned,
+        ),
     };
     std::process::exit(code);
-}
-
-mod nacre_sim_bin {
-    include!("sim_main.rs");
 }

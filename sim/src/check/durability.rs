@@ -27,9 +27,14 @@ pub fn check(
     out: &mut Vec<Violation>,
 ) {
     for w in acked {
-        let present = committed.get(&w.index).is_some_and(|e| e.payload == w.payload);
+        let present = committed
+            .get(&w.index)
+            .is_some_and(|e| e.payload == w.payload);
         if !present || w.index > converged_applied {
-            out.push(Violation::Durability { op: w.op, index: w.index });
+            out.push(Violation::Durability {
+                op: w.op,
+                index: w.index,
+            });
         }
     }
 }
@@ -40,13 +45,55 @@ mod tests {
 
     #[test]
     fn lost_or_replaced_writes_are_caught() {
-        let committed: BTreeMap<u64, EntryDigest> =
-            [(4, EntryDigest { index: 4, term: 1, leader: 1, payload: 40 })].into_iter().collect();
+        let committed: BTreeMap<u64, EntryDigest> = [(
+            4,
+            EntryDigest {
+                index: 4,
+                term: 1,
+                leader: 1,
+                payload: 40,
+            },
+        )]
+        .into_iter()
+        .collect();
         let mut out = Vec::new();
-        check(&[AckedWrite { op: 1, index: 4, payload: 40 }], &committed, 4, &mut out);
+        check(
+            &[AckedWrite {
+                op: 1,
+                index: 4,
+                payload: 40,
+            }],
+            &committed,
+            4,
+            &mut out,
+        );
         assert!(out.is_empty());
-        check(&[AckedWrite { op: 2, index: 4, payload: 41 }], &committed, 4, &mut out);
-        check(&[AckedWrite { op: 3, index: 5, payload: 50 }], &committed, 4, &mut out);
-        assert_eq!(out, vec![Violation::Durability { op: 2, index: 4 }, Violation::Durability { op: 3, index: 5 }]);
+        check(
+            &[AckedWrite {
+                op: 2,
+                index: 4,
+                payload: 41,
+            }],
+            &committed,
+            4,
+            &mut out,
+        );
+        check(
+            &[AckedWrite {
+                op: 3,
+                index: 5,
+                payload: 50,
+            }],
+            &committed,
+            4,
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            vec![
+                Violation::Durability { op: 2, index: 4 },
+                Violation::Durability { op: 3, index: 5 }
+            ]
+        );
     }
 }

@@ -43,7 +43,12 @@ mod tests {
     use super::*;
 
     fn d(term: u64, leader: u64, index: u64, payload: u64) -> EntryDigest {
-        EntryDigest { index, term, leader, payload }
+        EntryDigest {
+            index,
+            term,
+            leader,
+            payload,
+        }
     }
 
     #[test]
@@ -54,7 +59,15 @@ mod tests {
         c.on_append(&[d(2, 1, 5, 10)], &mut out);
         assert!(out.is_empty());
         c.on_append(&[d(2, 1, 5, 11)], &mut out);
-        assert_eq!(out, vec![Violation::ElectionSafety { term: 2, leader: 1, index: 5, payloads: [10, 11] }]);
+        assert_eq!(
+            out,
+            vec![Violation::ElectionSafety {
+                term: 2,
+                leader: 1,
+                index: 5,
+                payloads: [10, 11]
+            }]
+        );
     }
 
     #[test]

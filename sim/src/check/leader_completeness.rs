@@ -20,7 +20,10 @@ pub fn on_truncate(
 ) {
     for (index, entry) in log.range(since..) {
         if committed.get(index) == Some(entry) {
-            out.push(Violation::LeaderCompleteness { node, index: *index });
+            out.push(Violation::LeaderCompleteness {
+                node,
+                index: *index,
+            });
             return;
         }
     }
@@ -32,13 +35,24 @@ mod tests {
 
     #[test]
     fn truncating_an_applied_entry_is_caught() {
-        let e = |index, payload| EntryDigest { index, term: 1, leader: 1, payload };
-        let log: LogMirror = [(1, e(1, 1)), (2, e(2, 2)), (3, e(3, 3))].into_iter().collect();
-        let committed: BTreeMap<u64, EntryDigest> = [(1, e(1, 1)), (2, e(2, 2))].into_iter().collect();
+        let e = |index, payload| EntryDigest {
+            index,
+            term: 1,
+            leader: 1,
+            payload,
+        };
+        let log: LogMirror = [(1, e(1, 1)), (2, e(2, 2)), (3, e(3, 3))]
+            .into_iter()
+            .collect();
+        let committed: BTreeMap<u64, EntryDigest> =
+            [(1, e(1, 1)), (2, e(2, 2))].into_iter().collect();
         let mut out = Vec::new();
         on_truncate(4, 3, &log, &committed, &mut out);
         assert!(out.is_empty());
         on_truncate(4, 2, &log, &committed, &mut out);
-        assert_eq!(out, vec![Violation::LeaderCompleteness { node: 4, index: 2 }]);
+        assert_eq!(
+            out,
+            vec![Violation::LeaderCompleteness { node: 4, index: 2 }]
+        );
     }
 }

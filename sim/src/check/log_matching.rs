@@ -23,13 +23,20 @@ fn check_pair(a: u64, la: &LogMirror, b: u64, lb: &LogMirror, out: &mut Vec<Viol
     let agree_at = la
         .iter()
         .rev()
-        .find(|(i, e)| lb.get(i).is_some_and(|f| f.term == e.term && f.leader == e.leader))
+        .find(|(i, e)| {
+            lb.get(i)
+                .is_some_and(|f| f.term == e.term && f.leader == e.leader)
+        })
         .map(|(i, _)| *i);
     let Some(agree_at) = agree_at else { return };
     for (i, e) in la.range(..=agree_at) {
         if let Some(f) = lb.get(i) {
             if f != e {
-                out.push(Violation::LogMatching { nodes: [a, b], agree_at, differ_at: *i });
+                out.push(Violation::LogMatching {
+                    nodes: [a, b],
+                    agree_at,
+                    differ_at: *i,
+                });
                 return;
             }
         }
@@ -42,7 +49,20 @@ mod tests {
     use nacre_engine::ports::EntryDigest;
 
     fn log(entries: &[(u64, u64, u64)]) -> LogMirror {
-        entries.iter().map(|&(index, term, payload)| (index, EntryDigest { index, term, leader: term, payload })).collect()
+        entries
+            .iter()
+            .map(|&(index, term, payload)| {
+                (
+                    index,
+                    EntryDigest {
+                        index,
+                        term,
+                        leader: term,
+                        payload,
+                    },
+                )
+            })
+            .collect()
     }
 
     #[test]
@@ -55,6 +75,10 @@ mod tests {
         assert!(out.is_empty(), "{out:?}");
         logs.insert(3, log(&[(1, 1, 7), (2, 1, 2)]));
         check(&logs, &mut out);
-        assert!(out.contains(&Violation::LogMatching { nodes: [1, 3], agree_at: 2, differ_at: 1 }));
+        assert!(out.contains(&Violation::LogMatching {
+            nodes: [1, 3],
+            agree_at: 2,
+            differ_at: 1
+        }));
     }
 }

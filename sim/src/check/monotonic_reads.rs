@@ -27,7 +27,13 @@ pub fn check(reads: &[LocalRead], out: &mut Vec<Violation>) {
         let k = (r.client, r.node, r.incarnation, r.key.as_str());
         if let Some(prev) = last.get(&k) {
             if rev < *prev {
-                out.push(Violation::MonotonicRead { op: r.op, client: r.client, key: r.key.clone(), from: *prev, to: rev });
+                out.push(Violation::MonotonicRead {
+                    op: r.op,
+                    client: r.client,
+                    key: r.key.clone(),
+                    from: *prev,
+                    to: rev,
+                });
             }
         }
         last.insert(k, rev);
@@ -39,7 +45,14 @@ mod tests {
     use super::*;
 
     fn read(op: u64, incarnation: u64, revision: u64) -> LocalRead {
-        LocalRead { op, client: 1, node: 1, incarnation, key: "k".into(), revision: Some(revision) }
+        LocalRead {
+            op,
+            client: 1,
+            node: 1,
+            incarnation,
+            key: "k".into(),
+            revision: Some(revision),
+        }
     }
 
     #[test]

@@ -22,7 +22,10 @@ impl StateMachineSafety {
     pub fn on_apply(&mut self, node: u64, entry: &EntryDigest, out: &mut Vec<Violation>) {
         match self.applied.get(&entry.index) {
             Some((first, by)) if first != entry => {
-                out.push(Violation::StateMachineSafety { index: entry.index, nodes: [*by, node] });
+                out.push(Violation::StateMachineSafety {
+                    index: entry.index,
+                    nodes: [*by, node],
+                });
             }
             Some(_) => {}
             None => {
@@ -45,11 +48,22 @@ mod tests {
     fn different_entry_at_applied_index_is_caught() {
         let mut c = StateMachineSafety::default();
         let mut out = Vec::new();
-        let e = |payload| EntryDigest { index: 3, term: 1, leader: 1, payload };
+        let e = |payload| EntryDigest {
+            index: 3,
+            term: 1,
+            leader: 1,
+            payload,
+        };
         c.on_apply(1, &e(5), &mut out);
         c.on_apply(2, &e(5), &mut out);
         assert!(out.is_empty());
         c.on_apply(3, &e(6), &mut out);
-        assert_eq!(out, vec![Violation::StateMachineSafety { index: 3, nodes: [1, 3] }]);
+        assert_eq!(
+            out,
+            vec![Violation::StateMachineSafety {
+                index: 3,
+                nodes: [1, 3]
+            }]
+        );
     }
 }

@@ -1,20 +1,31 @@
-// The body of the `sim` binary: single runs (madsim only) and sweeps (plain processes).
+//! The body of the `sim` binary: single runs (madsim only) and sweeps (child processes).
 
 use std::collections::VecDeque;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use nacre_sim::scenario::Scenario;
+#[cfg(madsim)]
+use crate::scenario::Scenario;
 
+/// Refuses to run outside the simulator build.
 #[cfg(not(madsim))]
 pub fn run_one(_: u64, _: Option<&Path>, _: bool, _: bool, _: bool) -> i32 {
-    eprintln!("the simulator must be built with --cfg madsim: use `cargo sim` (and unset RUSTFLAGS)");
+    eprintln!(
+        "the simulator must be built with --cfg madsim: use `cargo sim` (and unset RUSTFLAGS)"
+    );
     1
 }
 
+/// Runs one seed and returns the exit code.
 #[cfg(madsim)]
-pub fn run_one(seed: u64, scenario: Option<&Path>, trace: bool, summary: bool, pinned: bool) -> i32 {
+pub fn run_one(
+    seed: u64,
+    scenario: Option<&Path>,
+    trace: bool,
+    summary: bool,
+    pinned: bool,
+) -> i32 {
     let scenario = match scenario {
         Some(p) => match Scenario::load(p) {
             Ok(s) => s,
@@ -27,20 +38,35 @@ pub fn run_one(seed: u64, scenario: Option<&Path>, trace: bool, summary: bool, p
     };
     let seed = if pinned { scenario.seed } else { seed };
     if let Ok(filter) = std::env::var("NACRE_SIM_LOG") {
-        tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_writer(std::io::stderr).init();
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
     }
-    let plan = nacre_sim::nemesis::plan(&scenario, seed);
-    println!("seed {seed} scenario {} ({} members, {} s, {} clients, {} keys)", scenario.name, scenario.nodes, scenario.duration_s, scenario.workload.clients, scenario.workload.keys);
-    println!("network latency {:?} ms loss {}", scenario.network.latency_ms, scenario.network.loss);
+    let plan = crate::nemesis::plan(&scenario, seed);
+    println!(
+        "seed {seed} scenario {} ({} members, {} s, {} clients, {} keys)",
+        scenario.name,
+        scenario.nodes,
+        scenario.duration_s,
+        scenario.workload.clients,
+        scenario.workload.keys
+    );
+    println!(
+        "network latency {:?} ms loss {}",
+        scenario.network.latency_ms, scenario.network.loss
+    );
     for p in &plan {
         println!("plan: at {} ms for {} ms: {:?}", p.at_ms, p.dur_ms, p.fault);
     }
     let mut config = madsim::Config::default();
     config.net.packet_loss_rate = scenario.network.loss;
     config.net.send_latency = std::time::Duration::from_millis(scenario.network.latency_ms[0])
-        ..std::time::Duration::from_millis(scenario.network.latency_ms[1].max(scenario.network.latency_ms[0] + 1));
+        ..std::time::Duration::from_millis(
+            scenario.network.latency_ms[1].max(scenario.network.latency_ms[0] + 1),
+        );
     let rt = madsim::runtime::Runtime::with_seed_and_config(seed, config);
-    let report = rt.block_on(nacre_sim::run::run(seed, scenario.clone(), trace));
+    let report = rt.block_on(crate::run::run(seed, scenario.clone(), trace));
     if summary {
         print!("{}", report.summary.0);
     }
@@ -51,12 +77,25 @@ pub fn run_one(seed: u64, scenario: Option<&Path>, trace: bool, summary: bool, p
         println!("LIVENESS FAILURE: {l}");
     }
     for f in &report.failovers {
-        println!("failover: leader lost at {} ms, new leader after {:?} ms, first write after {:?} ms", f.at_ms, f.new_leader_ms, f.first_write_ms);
+        println!(
+            "failover: leader lost at {} ms, new leader after {:?} ms, first write after {:?} ms",
+            f.at_ms, f.new_leader_ms, f.first_write_ms
+        );
     }
-    println!("trace hash {:016x} ({} events, {} ms simulated)", report.trace_hash, report.events, report.sim_ms);
+    println!(
+        "trace hash {:016x} ({} events, {} ms simulated)",
+        report.trace_hash, report.events, report.sim_ms
+    );
     if report.exit_code() != 0 {
-        let file = std::env::args().skip_while(|a| a != "--scenario").nth(1).unwrap_or_default();
-        let scen = if file.is_empty() { String::new() } else { format!(" --scenario {file}") };
+        let file = std::env::args()
+            .skip_while(|a| a != "--scenario")
+            .nth(1)
+            .unwrap_or_default();
+        let scen = if file.is_empty() {
+            String::new()
+        } else {
+            format!(" --scenario {file}")
+        };
         println!("FAILED: replay with: cargo sim --seed {seed}{scen} --trace");
     }
     println!("{}", report.result_line());
@@ -68,7 +107,11 @@ fn scenario_files(paths: &[PathBuf]) -> Vec<PathBuf> {
     for p in paths {
         if p.is_dir() {
             let mut inner: Vec<PathBuf> = std::fs::read_dir(p)
-                .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|f| f.extension().is_some_and(|x| x == "toml")).collect())
+                .map(|d| {
+                    d.filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|f| f.extension().is_some_and(|x| x == "toml"))
+                        .collect()
+                })
                 .unwrap_or_default();
             inner.sort();
             files.extend(inner);
@@ -101,29 +144,56 @@ fn finish(seed: u64, file: &Path, child: Child) -> Done {
     let (code, line) = match out {
         Ok(o) => {
             let text = String::from_utf8_lossy(&o.stdout).to_string();
-            let line = text.lines().rev().find(|l| l.starts_with("RESULT")).unwrap_or("").to_string();
+            let line = text
+                .lines()
+                .rev()
+                .find(|l| l.starts_with("RESULT"))
+                .unwrap_or("")
+                .to_string();
             (o.status.code().unwrap_or(1), line)
         }
         Err(e) => (1, format!("spawn failed: {e}")),
     };
-    Done { seed, file: file.display().to_string(), code, line }
+    Done {
+        seed,
+        file: file.display().to_string(),
+        code,
+        line,
+    }
 }
 
-pub fn sweep(paths: &[PathBuf], from: u64, count: u64, jobs: usize, expect_fail: bool, results: Option<&Path>) -> i32 {
+/// Runs a seed range in child processes and returns the exit code.
+pub fn sweep(
+    paths: &[PathBuf],
+    from: u64,
+    count: u64,
+    jobs: usize,
+    expect_fail: bool,
+    results: Option<&Path>,
+) -> i32 {
     let mut files = scenario_files(paths);
     if files.is_empty() {
         files.push(PathBuf::new());
     }
-    let mut queue: VecDeque<(u64, PathBuf)> = (from..from + count).map(|s| (s, files[(s as usize) % files.len()].clone())).collect();
+    let mut queue: VecDeque<(u64, PathBuf)> = (from..from + count)
+        .map(|s| (s, files[(s as usize) % files.len()].clone()))
+        .collect();
     let mut running: VecDeque<(u64, PathBuf, Child)> = VecDeque::new();
     let mut done: Vec<Done> = Vec::new();
     let started = std::time::Instant::now();
     while !queue.is_empty() || !running.is_empty() {
         while running.len() < jobs.max(1) {
-            let Some((seed, file)) = queue.pop_front() else { break };
+            let Some((seed, file)) = queue.pop_front() else {
+                break;
+            };
             match spawn(seed, &file) {
                 Ok(child) => running.push_back((seed, file, child)),
-                Err(e) => done.push(Done { seed, file: file.display().to_string(), code: 1, line: format!("spawn failed: {e}") }),
+                Err(e) => done.push(Done {
+                    seed,
+                    file: file.display().to_string(),
+                    code: 1,
+                    line: format!("spawn failed: {e}"),
+                }),
             }
         }
         // Children finish in roughly submission order; waiting on the oldest keeps it simple.
@@ -134,10 +204,15 @@ pub fn sweep(paths: &[PathBuf], from: u64, count: u64, jobs: usize, expect_fail:
         let n = done.len() as u64;
         let bar = "#".repeat((n * 30 / count.max(1)) as usize);
         // On a terminal the bar redraws in place; in a CI log it prints every 10%.
-        if !std::io::IsTerminal::is_terminal(&std::io::stderr()) && n % (count / 10).max(1) != 0 {
+        if !std::io::IsTerminal::is_terminal(&std::io::stderr())
+            && !n.is_multiple_of((count / 10).max(1))
+        {
             continue;
         }
-        eprint!("\r[{bar:<30}] {n}/{count} seeds, {fails} failed, {:.1} seeds/s ", n as f64 / started.elapsed().as_secs_f64().max(0.001));
+        eprint!(
+            "\r[{bar:<30}] {n}/{count} seeds, {fails} failed, {:.1} seeds/s ",
+            n as f64 / started.elapsed().as_secs_f64().max(0.001)
+        );
         let _ = std::io::stderr().flush();
     }
     eprintln!();
@@ -156,20 +231,38 @@ fn summarize(done: &[Done], secs: f64, expect_fail: bool, results: Option<&Path>
             _ => e.3 += 1,
         }
     }
-    println!("{:<55} {:>6} {:>7} {:>8} {:>6}", "scenario", "seeds", "safety", "liveness", "crash");
+    println!(
+        "{:<55} {:>6} {:>7} {:>8} {:>6}",
+        "scenario", "seeds", "safety", "liveness", "crash"
+    );
     for (f, (n, s, l, c)) in &by_file {
         let name = if f.is_empty() { "(default)" } else { f };
         println!("{name:<55} {n:>6} {s:>7} {l:>8} {c:>6}");
     }
     let failed: Vec<&Done> = done.iter().filter(|d| d.code != 0).collect();
     let sim_ms: u64 = done.iter().filter_map(|d| field(&d.line, "sim_ms=")).sum();
-    println!("{} seeds in {secs:.1} s: {:.2} seeds/s, {:.0} simulated s per wall s", done.len(), done.len() as f64 / secs, sim_ms as f64 / 1000.0 / secs);
+    println!(
+        "{} seeds in {secs:.1} s: {:.2} seeds/s, {:.0} simulated s per wall s",
+        done.len(),
+        done.len() as f64 / secs,
+        sim_ms as f64 / 1000.0 / secs
+    );
     for d in failed.iter().take(20) {
-        let scen = if d.file.is_empty() { String::new() } else { format!(" --scenario {}", d.file) };
-        println!("FAILED seed {} (exit {}): cargo sim --seed {}{scen} --trace", d.seed, d.code, d.seed);
+        let scen = if d.file.is_empty() {
+            String::new()
+        } else {
+            format!(" --scenario {}", d.file)
+        };
+        println!(
+            "FAILED seed {} (exit {}): cargo sim --seed {}{scen} --trace",
+            d.seed, d.code, d.seed
+        );
     }
     if let Some(path) = results {
-        let lines: Vec<String> = done.iter().map(|d| format!("{} {}", d.file, d.line)).collect();
+        let lines: Vec<String> = done
+            .iter()
+            .map(|d| format!("{} {}", d.file, d.line))
+            .collect();
         let _ = std::fs::write(path, lines.join("\n") + "\n");
     }
     let passed = done.len() - failed.len();
@@ -193,5 +286,7 @@ fn summarize(done: &[Done], secs: f64, expect_fail: bool, results: Option<&Path>
 }
 
 fn field(line: &str, name: &str) -> Option<u64> {
-    line.split_whitespace().find_map(|w| w.strip_prefix(name)).and_then(|v| v.parse().ok())
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(name))
+        .and_then(|v| v.parse().ok())
 }
