@@ -18,6 +18,10 @@ pub fn run_one(_: u64, _: Option<&Path>, _: bool, _: bool, _: bool) -> i32 {
 }
 
 /// Runs one seed and returns the exit code.
+///
+/// Everything, scenario parsing included, happens inside the madsim runtime: std's `RandomState`
+/// caches its keys per thread on first use, so a hash map built before the runtime exists would
+/// seed every later map (openraft's included) from the operating system, not from the seed.
 #[cfg(madsim)]
 pub fn run_one(
     seed: u64,
@@ -26,7 +30,20 @@ pub fn run_one(
     summary: bool,
     pinned: bool,
 ) -> i32 {
-    let scenario = match scenario {
+    let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    let path = scenario.map(Path::to_path_buf);
+    rt.block_on(run_in_runtime(seed, path, trace, summary, pinned))
+}
+
+#[cfg(madsim)]
+async fn run_in_runtime(
+    seed: u64,
+    path: Option<PathBuf>,
+    trace: bool,
+    summary: bool,
+    pinned: bool,
+) -> i32 {
+    let scenario = match &path {
         Some(p) => match Scenario::load(p) {
             Ok(s) => s,
             Err(e) => {
@@ -36,7 +53,10 @@ pub fn run_one(
         },
         None => Scenario::default_mixed(),
     };
-    let seed = if pinned { scenario.seed } else { seed };
+    if pinned && scenario.seed != seed {
+        // The runtime's seed is fixed at creation: re-run with the pinned seed.
+        return run_one_pinned(scenario.seed, path, trace, summary);
+    }
     if let Ok(filter) = std::env::var("NACRE_SIM_LOG") {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
@@ -59,14 +79,13 @@ pub fn run_one(
     for p in &plan {
         println!("plan: at {} ms for {} ms: {:?}", p.at_ms, p.dur_ms, p.fault);
     }
-    let mut config = madsim::Config::default();
-    config.net.packet_loss_rate = scenario.network.loss;
-    config.net.send_latency = std::time::Duration::from_millis(scenario.network.latency_ms[0])
-        ..std::time::Duration::from_millis(
-            scenario.network.latency_ms[1].max(scenario.network.latency_ms[0] + 1),
-        );
-    let rt = madsim::runtime::Runtime::with_seed_and_config(seed, config);
-    let report = rt.block_on(crate::run::run(seed, scenario.clone(), trace));
+    let net = scenario.network.clone();
+    madsim::net::NetSim::current().update_config(|c| {
+        c.packet_loss_rate = net.loss;
+        c.send_latency = std::time::Duration::from_millis(net.latency_ms[0])
+            ..std::time::Duration::from_millis(net.latency_ms[1].max(net.latency_ms[0] + 1));
+    });
+    let report = crate::run::run(seed, scenario.clone(), trace).await;
     if summary {
         print!("{}", report.summary.0);
     }
@@ -87,19 +106,37 @@ pub fn run_one(
         report.trace_hash, report.events, report.sim_ms
     );
     if report.exit_code() != 0 {
-        let file = std::env::args()
-            .skip_while(|a| a != "--scenario")
-            .nth(1)
+        let scen = path
+            .map(|p| format!(" --scenario {}", p.display()))
             .unwrap_or_default();
-        let scen = if file.is_empty() {
-            String::new()
-        } else {
-            format!(" --scenario {file}")
-        };
         println!("FAILED: replay with: cargo sim --seed {seed}{scen} --trace");
     }
     println!("{}", report.result_line());
     report.exit_code()
+}
+
+/// Re-runs in a fresh process with the scenario's pinned seed.
+#[cfg(madsim)]
+fn run_one_pinned(seed: u64, path: Option<PathBuf>, trace: bool, summary: bool) -> i32 {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    let mut cmd = Command::new(exe);
+    cmd.arg("--seed").arg(seed.to_string());
+    if let Some(p) = path {
+        cmd.arg("--scenario").arg(p);
+    }
+    if trace {
+        cmd.arg("--trace");
+    }
+    if summary {
+        cmd.arg("--summary");
+    }
+    cmd.status().ok().and_then(|s| s.code()).unwrap_or(1)
 }
 
 fn scenario_files(paths: &[PathBuf]) -> Vec<PathBuf> {
