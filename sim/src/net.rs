@@ -8,6 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,6 +29,11 @@ pub struct SimTransport {
     pub alive: Alive,
 }
 
+/// Request ids: a response is accepted only by the call that sent the matching request. An
+/// ephemeral port is reused after its call ends, so without ids a late answer to a timed-out
+/// call would be taken as the answer to a newer one (found by sim seed 1567).
+static NEXT_REQUEST_ID: AtomicU64 = AtomicU64::new(1);
+
 impl SimTransport {
     async fn call_inner(
         alive: Alive,
@@ -47,22 +53,32 @@ impl SimTransport {
         let ep = Endpoint::bind("0.0.0.0:0")
             .await
             .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+        let id = NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed);
         let bytes = encode_msg(&request);
-        ep.send_to_raw(dst, TAG_REQUEST, Box::new(bytes))
+        ep.send_to_raw(dst, TAG_REQUEST, Box::new((id, bytes)))
             .await
             .map_err(|e| TransportError::Unreachable(e.to_string()))?;
-        let answer = tokio::select! {
-            biased;
-            r = ep.recv_from_raw(TAG_RESPONSE) => r,
-            _ = tokio::time::sleep(timeout) => return Err(TransportError::Timeout),
-        };
-        let (payload, _) = answer.map_err(|e| TransportError::BadResponse(e.to_string()))?;
-        let bytes = payload
-            .downcast::<Vec<u8>>()
-            .map_err(|_| TransportError::BadResponse("not bytes".into()))?;
-        let (response, _) = decode_msg::<PeerResponse>(&bytes)
-            .map_err(|e| TransportError::BadResponse(e.to_string()))?;
-        Ok(response)
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let answer = tokio::select! {
+                biased;
+                r = ep.recv_from_raw(TAG_RESPONSE) => r,
+                _ = tokio::time::sleep_until(deadline) => return Err(TransportError::Timeout),
+            };
+            let (payload, _) = answer.map_err(|e| TransportError::BadResponse(e.to_string()))?;
+            let Ok(envelope) = payload.downcast::<(u64, Vec<u8>)>() else {
+                return Err(TransportError::BadResponse(
+                    "not a response envelope".into(),
+                ));
+            };
+            let (got, bytes) = *envelope;
+            if got != id {
+                continue; // a late answer to an earlier call on a reused port
+            }
+            let (response, _) = decode_msg::<PeerResponse>(&bytes)
+                .map_err(|e| TransportError::BadResponse(e.to_string()))?;
+            return Ok(response);
+        }
     }
 }
 
@@ -99,16 +115,17 @@ pub async fn serve(addr: String, node: Arc<CpNode>) {
         let node = node.clone();
         let ep = ep.clone();
         tokio::spawn(async move {
-            let Ok(bytes) = payload.downcast::<Vec<u8>>() else {
+            let Ok(envelope) = payload.downcast::<(u64, Vec<u8>)>() else {
                 return;
             };
+            let (id, bytes) = *envelope;
             // A malformed frame is dropped: only that exchange fails.
             let Ok((request, _)) = decode_msg::<PeerRequest>(&bytes) else {
                 return;
             };
             let response = node.handle_peer(request).await;
             let _ = ep
-                .send_to_raw(from, TAG_RESPONSE, Box::new(encode_msg(&response)))
+                .send_to_raw(from, TAG_RESPONSE, Box::new((id, encode_msg(&response))))
                 .await;
         });
     }
