@@ -7,9 +7,9 @@
 /// Raft heartbeat interval.
 pub const RAFT_HEARTBEAT_MS: u64 = 100;
 /// Lower bound of the randomized election timeout.
-pub const RAFT_ELECTION_TIMEOUT_MIN_MS: u64 = 1_000;
+pub const RAFT_ELECTION_TIMEOUT_MIN_MS: u64 = 600;
 /// Upper bound of the randomized election timeout.
-pub const RAFT_ELECTION_TIMEOUT_MAX_MS: u64 = 1_500;
+pub const RAFT_ELECTION_TIMEOUT_MAX_MS: u64 = 900;
 /// Deadline of one Raft RPC (append, vote, snapshot chunk).
 pub const RAFT_RPC_TIMEOUT_MS: u64 = 500;
 /// A snapshot is built after this many log entries since the last one.
