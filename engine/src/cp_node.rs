@@ -270,7 +270,7 @@ impl CpNode {
                     return Ok((leader, node.addr.clone()));
                 }
             }
-            if tokio::time::Instant::now() >= deadline {
+            if runtime_now() >= deadline {
                 return Err(Reject::NoLeader {
                     waited_ms: WRITE_LEADER_WAIT_MS,
                 });
@@ -280,7 +280,7 @@ impl CpNode {
     }
 
     fn leader_deadline() -> tokio::time::Instant {
-        tokio::time::Instant::now() + Duration::from_millis(WRITE_LEADER_WAIT_MS)
+        runtime_now() + Duration::from_millis(WRITE_LEADER_WAIT_MS)
     }
 
     async fn write_command(&self, cmd: Command, hops: u8) -> Result<Written, Reject> {
@@ -316,7 +316,7 @@ impl CpNode {
                         "unexpected forward answer {other:?}"
                     )))
                 }
-                Err(Retry::NotSent) if tokio::time::Instant::now() < deadline => {
+                Err(Retry::NotSent) if runtime_now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(WAIT_POLL_MS)).await;
                 }
                 Err(Retry::NotSent) => {
@@ -392,7 +392,7 @@ impl CpNode {
             if leader == self.id {
                 match self.raft.ensure_linearizable().await {
                     Ok(_) => return Ok(self.get_local(&key)),
-                    Err(RaftError::APIError(_)) if tokio::time::Instant::now() < deadline => {
+                    Err(RaftError::APIError(_)) if runtime_now() < deadline => {
                         tokio::time::sleep(Duration::from_millis(WAIT_POLL_MS)).await;
                         continue;
                     }
@@ -410,7 +410,7 @@ impl CpNode {
                         "unexpected forward answer {other:?}"
                     )))
                 }
-                Err(Retry::NotSent) if tokio::time::Instant::now() < deadline => {
+                Err(Retry::NotSent) if runtime_now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(WAIT_POLL_MS)).await;
                 }
                 Err(Retry::NotSent) => {
@@ -519,6 +519,13 @@ impl CpNode {
             }
         }
     }
+}
+
+/// The async runtime's monotonic clock, for request deadlines only: real time in production,
+/// simulated time under madsim. Protocol decisions never read it.
+#[allow(clippy::disallowed_methods)]
+fn runtime_now() -> tokio::time::Instant {
+    tokio::time::Instant::now()
 }
 
 /// The outcome of a forward that did not produce an answer.

@@ -200,6 +200,8 @@ fn finish(seed: u64, file: &Path, child: Child) -> Done {
 }
 
 /// Runs a seed range in child processes and returns the exit code.
+// The sweeper runs outside the simulation; it times itself with the real clock.
+#[allow(clippy::disallowed_methods)]
 pub fn sweep(
     paths: &[PathBuf],
     from: u64,

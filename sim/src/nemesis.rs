@@ -34,7 +34,7 @@ fn pick(rng: &mut ChaCha8Rng, range: [u64; 2], scale: u64) -> u64 {
 
 /// Derives the concrete plan for a seed.
 pub fn plan(scenario: &Scenario, seed: u64) -> Vec<Planned> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_6d65_7369_73);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x006e_656d_6573_6973);
     let mut out: Vec<Planned> = scenario
         .faults
         .iter()

@@ -6,6 +6,9 @@
 //! process is down (host up) fails fast as `Unreachable`, as a TCP connect to a closed port
 //! does; a call across a partition times out.
 
+// Runs only under madsim, where `Instant::now` is simulated time.
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -19,6 +19,9 @@ use crate::trace::Trace;
 use crate::workload::{spawn_clients, History, OpKind, Outcome};
 use crate::world::World;
 
+/// Leader changes seen by the monitor: (simulated ms, leader).
+type Leaders = Arc<Mutex<Vec<(u64, Option<u64>)>>>;
+
 /// Steps of the linearizability search per key before it gives up (inconclusive).
 const LINEARIZABILITY_BUDGET: u64 = 2_000_000;
 
@@ -30,7 +33,7 @@ pub async fn run(seed: u64, scenario: Scenario, print_trace: bool) -> RunReport 
     let world = Arc::new(Mutex::new(World::new(seed, &scenario, trace.clone())));
     let history: History = Arc::default();
     let losses: Arc<Mutex<Vec<LeaderLoss>>> = Arc::default();
-    let leaders: Arc<Mutex<Vec<(u64, Option<u64>)>>> = Arc::default();
+    let leaders: Leaders = Arc::default();
     let duration = Duration::from_secs(scenario.duration_s);
     let monitor = madsim::task::spawn(monitor_leader(
         world.clone(),
@@ -181,11 +184,7 @@ async fn liveness_phase(
     ))
 }
 
-async fn monitor_leader(
-    world: Arc<Mutex<World>>,
-    trace: Trace,
-    leaders: Arc<Mutex<Vec<(u64, Option<u64>)>>>,
-) {
+async fn monitor_leader(world: Arc<Mutex<World>>, trace: Trace, leaders: Leaders) {
     let mut last = None;
     loop {
         madsim::time::sleep(Duration::from_millis(10)).await;

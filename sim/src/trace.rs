@@ -33,7 +33,8 @@ impl Trace {
         }
     }
 
-    /// Marks time zero (simulated).
+    /// Marks time zero. Runs inside madsim, which makes `Instant::now` simulated time.
+    #[allow(clippy::disallowed_methods)]
     pub fn start_clock(&self) {
         self.inner.lock().expect("trace lock").start = Some(std::time::Instant::now());
     }

@@ -2,6 +2,9 @@
 //! each recorded with its simulated call and return times and its outcome, including
 //! indeterminate ones (DESIGN §5).
 
+// Runs only under madsim, where `Instant::now` is simulated time.
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::Ordering;
