@@ -345,10 +345,17 @@ impl CpNode {
             hops: hops + 1,
             request,
         };
-        let answer = self
+        let call = self
             .transport
-            .call(leader, addr, msg, Duration::from_millis(timeout_ms))
-            .await;
+            .call(leader, addr, msg, Duration::from_millis(timeout_ms));
+        // If this member sees another leader while waiting, the old one cannot commit any
+        // more: stop waiting for it. The outcome is still unknown (it may have been committed
+        // before the change), so the caller gets a timeout, not a retry.
+        let answer = tokio::select! {
+            biased;
+            answer = call => answer,
+            () = self.leader_changed_from(leader) => Err(TransportError::Timeout),
+        };
         match answer {
             Ok(PeerResponse::Forward(Ok(resp))) => Ok(resp),
             // The leader moved on before executing it: safe to route again.
@@ -360,6 +367,17 @@ impl CpNode {
             Err(TransportError::Unreachable(_)) => Err(Retry::NotSent),
             Err(TransportError::Timeout) | Err(TransportError::BadResponse(_)) => {
                 Err(Retry::Final(Reject::Timeout(timeout_ms)))
+            }
+        }
+    }
+
+    /// Resolves once this member knows a leader other than `leader`.
+    async fn leader_changed_from(&self, leader: u64) {
+        loop {
+            tokio::time::sleep(Duration::from_millis(WAIT_POLL_MS)).await;
+            let current = self.raft.metrics().borrow().current_leader;
+            if current.is_some_and(|l| l != leader) {
+                return;
             }
         }
     }

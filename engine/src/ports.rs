@@ -87,6 +87,8 @@ pub trait RaftObserver: Send + Sync + 'static {
     fn on_append(&self, node: u64, entries: &[EntryDigest]);
     /// Entries from `since_index` on were truncated (conflict with a new leader).
     fn on_truncate(&self, node: u64, since_index: u64);
+    /// Entries up to and including `upto_index` were purged (behind a snapshot).
+    fn on_purge(&self, node: u64, upto_index: u64);
     /// An entry was applied to the state machine.
     fn on_apply(&self, node: u64, entry: &EntryDigest);
     /// A snapshot was installed (state machine replaced up to `index`).

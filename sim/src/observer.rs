@@ -78,6 +78,13 @@ impl RaftObserver for Observer {
         o.violations.extend(out);
     }
 
+    fn on_purge(&self, node: u64, upto_index: u64) {
+        // Purged entries are no longer part of the log; log matching compares present ones.
+        if let Some(log) = self.lock().logs.get_mut(&node) {
+            *log = log.split_off(&(upto_index + 1));
+        }
+    }
+
     fn on_apply(&self, node: u64, entry: &EntryDigest) {
         let mut o = self.lock();
         let mut out = Vec::new();

@@ -288,6 +288,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let kept = inner.entries.split_off(&(log_id.index + 1));
         inner.entries = kept;
         inner.last_purged = Some(log_id);
+        if let Some(obs) = &inner.options.observer {
+            obs.on_purge(inner.node, log_id.index);
+        }
         inner.compact_if_needed().map_err(io_err)?;
         inner.check_invariants();
         Ok(())
