@@ -1,37 +1,24 @@
-//! `nacre`: a Nacre member. This first cut runs a standalone member on durable embedded storage
-//! (the Raft journal and snapshot in the data directory) and reports readiness; the HTTP and
-//! gRPC APIs and cluster transport are the server issue's work.
+//! `nacre`: one Nacre member. It opens the Raft journal and snapshot in the data directory
+//! (`FileDisk`), starts the engine's `CpNode` with the TCP peer transport and the system clock,
+//! serves peers on the Raft port (main port − 1000, wire reference §1.1) and the HTTP Open API
+//! on the main port, and shuts Raft down cleanly on Ctrl-C or SIGTERM.
 
+mod http;
+mod peer;
+mod settings;
 mod storage;
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
+use anyhow::Context;
 use clap::Parser;
 use nacre_engine::cp_node::{CpNode, CpOptions};
-use nacre_engine::ports::{BoxFuture, Clock, PeerTransport, TransportError};
-use nacre_engine::wire::{PeerRequest, PeerResponse};
+use nacre_engine::ports::Clock;
 
-#[derive(Parser)]
-#[command(
-    name = "nacre",
-    about = "Nacos-compatible service registry and configuration center"
-)]
-struct Cli {
-    /// Main port (HTTP); the Raft port is this minus 1000, as in Nacos.
-    #[arg(long, default_value_t = 8848)]
-    port: u16,
-    /// Data directory (Raft journal and snapshots).
-    #[arg(long, default_value = "./data")]
-    data_dir: PathBuf,
-    /// `standalone` (the default) or `cluster`; Nacos's `-m standalone` works too.
-    #[arg(short = 'm', long, default_value = "standalone")]
-    mode: String,
-}
+use crate::settings::{Cli, Settings};
 
-/// The system clock.
+/// The system wall clock, the engine's only source of time in production.
 struct SystemClock;
 
 impl Clock for SystemClock {
@@ -40,35 +27,85 @@ impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(0)
     }
 }
 
-/// A standalone member has no peers: every call is refused.
-struct NoPeers;
-
-impl PeerTransport for NoPeers {
-    fn call(
-        &self,
-        _: u64,
-        addr: &str,
-        _: PeerRequest,
-        _: Duration,
-    ) -> BoxFuture<Result<PeerResponse, TransportError>> {
-        let addr = addr.to_string();
-        Box::pin(async move {
-            Err(TransportError::Unreachable(format!(
-                "{addr}: standalone member has no peers"
-            )))
-        })
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
     }
 }
 
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let raft_dir = settings.data_dir.join("protocol").join("raft");
+    let disk = storage::FileDisk::open(raft_dir.clone())
+        .with_context(|| format!("open data directory {}", raft_dir.display()))?;
+    let peer_listener = tokio::net::TcpListener::bind(&settings.raft_bind)
+        .await
+        .with_context(|| format!("bind raft port {}", settings.raft_bind))?;
+    let http_listener = tokio::net::TcpListener::bind(&settings.http_addr)
+        .await
+        .with_context(|| format!("bind http port {}", settings.http_addr))?;
+    let opts = CpOptions::new(
+        settings.node_id,
+        settings.raft_addr.clone(),
+        settings.members.clone(),
+    );
+    let node = CpNode::start(
+        opts,
+        Arc::new(disk),
+        Arc::new(peer::TcpTransport),
+        Arc::new(SystemClock),
+    )
+    .await
+    .context("start the CP node")?;
+    let peers = tokio::spawn(peer::serve_peers(peer_listener, node.clone()));
+    tracing::info!(
+        node = settings.node_id,
+        data_dir = %settings.data_dir.display(),
+        "nacre listening http={} raft={}",
+        settings.http_addr,
+        settings.raft_bind
+    );
+    let app = http::router(node.clone());
+    let served = axum::serve(
+        http_listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await;
+    peers.abort();
+    node.shutdown().await;
+    tracing::info!("nacre stopped");
+    served.context("http server")
+}
+
 #[tokio::main]
-// Start-up timing for the readiness log line uses the real clock.
-#[allow(clippy::disallowed_methods)]
-async fn main() {
+async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -76,40 +113,6 @@ async fn main() {
         )
         .init();
     let cli = Cli::parse();
-    if cli.mode != "standalone" {
-        eprintln!("nacre: cluster mode is not available yet in this build; run with -m standalone");
-        std::process::exit(2);
-    }
-    let raft_port = cli.port.saturating_sub(1000);
-    let addr = format!("127.0.0.1:{raft_port}");
-    let disk = match storage::FileDisk::open(cli.data_dir.join("protocol").join("raft")) {
-        Ok(d) => Arc::new(d),
-        Err(e) => {
-            eprintln!("nacre: {e}");
-            std::process::exit(1);
-        }
-    };
-    let members = BTreeMap::from([(1u64, addr.clone())]);
-    let opts = CpOptions::new(1, addr, members);
-    let node = match CpNode::start(opts, disk, Arc::new(NoPeers), Arc::new(SystemClock)).await {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("nacre: cannot start: {e}");
-            std::process::exit(1);
-        }
-    };
-    let started = std::time::Instant::now();
-    while node.status().leader.is_none() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let st = node.status();
-    tracing::info!(
-        data_dir = %cli.data_dir.display(),
-        applied = ?st.last_applied,
-        ready_ms = started.elapsed().as_millis() as u64,
-        "nacre standalone member ready (leader elected, storage open)"
-    );
-    let _ = tokio::signal::ctrl_c().await;
-    node.shutdown().await;
-    tracing::info!("nacre stopped");
+    let settings = Settings::resolve(&cli)?;
+    run(settings).await
 }

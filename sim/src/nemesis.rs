@@ -9,6 +9,8 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use nacre_engine::wire::ClientRequest;
+
 use crate::scenario::{Fault, Scenario, Target};
 use crate::world::World;
 
@@ -48,7 +50,7 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Vec<Planned> {
                 | Fault::IsolateLeader { for_s, .. }
                 | Fault::OneWay { for_s, .. } => pick(&mut rng, *for_s, 1000),
                 Fault::RollingRestart { gap_s, .. } => gap_s * 1000,
-                Fault::Join { .. } | Fault::CorruptDisk { .. } => 0,
+                Fault::Join { .. } | Fault::CorruptDisk { .. } | Fault::RemoveMember { .. } => 0,
             };
             Planned {
                 at_ms,
@@ -178,6 +180,7 @@ pub async fn apply(
                 world.lock().expect("world lock").restart(*id);
             }
         }
+        Fault::RemoveMember { .. } => remove_member(&world, &running, leader, &mut rng).await,
         Fault::CorruptDisk { .. } => {
             let followers: Vec<u64> = running
                 .iter()
@@ -239,6 +242,32 @@ async fn crash_during_snapshot(
     world.lock().expect("world lock").crash(v);
     sleep_ms(1_000).await;
     world.lock().expect("world lock").restart(v);
+}
+
+async fn remove_member(world: &Shared, running: &[u64], leader: Option<u64>, rng: &mut ChaCha8Rng) {
+    let Some(l) = leader else { return };
+    let followers: Vec<u64> = running.iter().copied().filter(|n| *n != l).collect();
+    let Some(v) = followers.choose(rng).copied() else {
+        return;
+    };
+    let (node, host) = {
+        let w = world.lock().expect("world lock");
+        let Some(node) = w.node(l) else { return };
+        (node, w.members[&l].handle.clone())
+    };
+    let request = ClientRequest::RemoveMember { id: v };
+    // The request runs on the leader's own host, as an operator's call to that member would.
+    let outcome = host
+        .spawn(async move { node.handle_client(request, 0).await })
+        .await;
+    let mut w = world.lock().expect("world lock");
+    match outcome {
+        Ok(Ok(_)) => {
+            w.trace.event(format!("removed n{v} from the membership"));
+            w.retire(v);
+        }
+        other => w.trace.event(format!("remove n{v} failed: {other:?}")),
+    }
 }
 
 fn heal(world: &Shared) {

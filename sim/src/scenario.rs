@@ -124,6 +124,8 @@ pub enum Fault {
     CrashDuringSnapshot { at_s: [u64; 2], down_s: [u64; 2] },
     /// Crash every member at once, restart them after `down_s`.
     CrashAll { at_s: [u64; 2], down_s: [u64; 2] },
+    /// Remove a follower from the Raft membership through the leader, then stop it for good.
+    RemoveMember { at_s: [u64; 2] },
     /// Flip a bit in a synced journal record of a follower, then crash and restart it: it must
     /// refuse to start (checksum) and stay down.
     CorruptDisk { at_s: [u64; 2] },
@@ -195,7 +197,8 @@ impl Fault {
             | Fault::RollingRestart { at_s, .. }
             | Fault::CrashDuringSnapshot { at_s, .. }
             | Fault::CrashAll { at_s, .. }
-            | Fault::CorruptDisk { at_s } => *at_s,
+            | Fault::CorruptDisk { at_s }
+            | Fault::RemoveMember { at_s } => *at_s,
         }
     }
 }

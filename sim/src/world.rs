@@ -54,6 +54,8 @@ pub struct Member {
     pub incarnation: Arc<AtomicU64>,
     pub fatal: Arc<Mutex<Option<String>>>,
     pub up: bool,
+    /// Removed from the membership and stopped for good.
+    pub retired: bool,
 }
 
 /// The simulated cluster.
@@ -135,6 +137,7 @@ impl World {
                 incarnation,
                 fatal,
                 up: true,
+                retired: false,
             },
         );
     }
@@ -155,12 +158,20 @@ impl World {
         self.trace.event(format!("crash n{id}"));
     }
 
+    /// Stops a member that was removed from the membership; it is never restarted.
+    pub fn retire(&mut self, id: u64) {
+        self.crash(id);
+        if let Some(m) = self.members.get_mut(&id) {
+            m.retired = true;
+        }
+    }
+
     /// Restarts a crashed member (madsim re-runs its init).
     pub fn restart(&mut self, id: u64) {
         let Some(m) = self.members.get_mut(&id) else {
             return;
         };
-        if m.up {
+        if m.up || m.retired {
             return;
         }
         m.up = true;

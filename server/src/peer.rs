@@ -1,0 +1,255 @@
+//! The peer transport over TCP: `TcpTransport` (the engine's `PeerTransport` port) and
+//! `serve_peers`, the listener that hands requests to the local `CpNode`.
+//!
+//! Every message is one frame of `nacre_engine::wire::frame` (12-byte header with length and
+//! CRC, postcard body). The length is checked against `FRAME_BYTES_MAX` before the body is
+//! read, so a peer cannot make us allocate more. A malformed frame closes only its connection.
+//! For now a call uses its own connection: simple, and a request whose connection fails before
+//! it was written is certainly undelivered (`Unreachable`), while a deadline after writing is
+//! `Timeout` — the engine never retries those (DESIGN §2).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nacre_engine::constants::FRAME_BYTES_MAX;
+use nacre_engine::cp_node::CpNode;
+use nacre_engine::ports::{BoxFuture, PeerTransport, TransportError};
+use nacre_engine::wire::frame::{decode_msg, encode_msg, FRAME_HEADER_BYTES};
+use nacre_engine::wire::{PeerRequest, PeerResponse};
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+/// Longest wait for a TCP connection to a peer.
+pub const PEER_CONNECT_TIMEOUT_MS: u64 = 1_000;
+/// Most peer connections served at once; further ones wait in the accept backlog.
+pub const PEER_CONNECTIONS_MAX: usize = 256;
+/// How long a served connection may stay idle between requests.
+pub const PEER_IDLE_TIMEOUT_MS: u64 = 60_000;
+
+/// Why reading a frame from a stream stopped.
+#[derive(Debug)]
+pub enum FrameReadError {
+    /// The peer closed the connection cleanly before a new frame.
+    Closed,
+    /// I/O failed or the frame was malformed.
+    Bad(String),
+}
+
+/// Reads exactly one frame from `stream` and decodes its body.
+pub async fn read_frame<T, R>(stream: &mut R) -> Result<T, FrameReadError>
+where
+    T: DeserializeOwned,
+    R: AsyncRead + Unpin,
+{
+    let mut header = [0u8; FRAME_HEADER_BYTES];
+    match stream.read_exact(&mut header).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(FrameReadError::Closed)
+        }
+        Err(e) => return Err(FrameReadError::Bad(e.to_string())),
+    }
+    let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    if len > FRAME_BYTES_MAX {
+        return Err(FrameReadError::Bad(format!(
+            "frame of {len} bytes over {FRAME_BYTES_MAX}"
+        )));
+    }
+    let mut buf = Vec::with_capacity(FRAME_HEADER_BYTES + len);
+    buf.extend_from_slice(&header);
+    buf.resize(FRAME_HEADER_BYTES + len, 0);
+    stream
+        .read_exact(&mut buf[FRAME_HEADER_BYTES..])
+        .await
+        .map_err(|e| FrameReadError::Bad(e.to_string()))?;
+    let (value, _) = decode_msg::<T>(&buf).map_err(|e| FrameReadError::Bad(e.to_string()))?;
+    Ok(value)
+}
+
+/// Peer calls over TCP, one connection per call.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TcpTransport;
+
+impl PeerTransport for TcpTransport {
+    fn call(
+        &self,
+        target: u64,
+        addr: &str,
+        request: PeerRequest,
+        timeout: Duration,
+    ) -> BoxFuture<Result<PeerResponse, TransportError>> {
+        let addr = addr.to_string();
+        Box::pin(async move {
+            let connect_timeout = timeout.min(Duration::from_millis(PEER_CONNECT_TIMEOUT_MS));
+            let mut stream =
+                match tokio::time::timeout(connect_timeout, TcpStream::connect(&addr)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        return Err(TransportError::Unreachable(format!(
+                            "member {target} at {addr}: {e}"
+                        )))
+                    }
+                    Err(_) => {
+                        return Err(TransportError::Unreachable(format!(
+                            "member {target} at {addr}: connect timeout"
+                        )))
+                    }
+                };
+            let _ = stream.set_nodelay(true);
+            let exchange = async {
+                stream
+                    .write_all(&encode_msg(&request))
+                    .await
+                    .map_err(|e| TransportError::BadResponse(format!("write: {e}")))?;
+                read_frame::<PeerResponse, _>(&mut stream)
+                    .await
+                    .map_err(|e| TransportError::BadResponse(format!("{e:?}")))
+            };
+            match tokio::time::timeout(timeout, exchange).await {
+                Ok(result) => result,
+                Err(_) => Err(TransportError::Timeout),
+            }
+        })
+    }
+}
+
+/// Accepts peer connections forever, serving each on its own task.
+pub async fn serve_peers(listener: TcpListener, node: Arc<CpNode>) {
+    let slots = Arc::new(Semaphore::new(PEER_CONNECTIONS_MAX));
+    loop {
+        let permit = match slots.clone().acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => return,
+        };
+        let (stream, remote) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("peer accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let node = node.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            serve_connection(stream, node).await;
+            tracing::trace!(%remote, "peer connection closed");
+        });
+    }
+}
+
+/// Serves request frames on one connection until it closes or misbehaves.
+async fn serve_connection(mut stream: TcpStream, node: Arc<CpNode>) {
+    let _ = stream.set_nodelay(true);
+    let idle = Duration::from_millis(PEER_IDLE_TIMEOUT_MS);
+    loop {
+        let request =
+            match tokio::time::timeout(idle, read_frame::<PeerRequest, _>(&mut stream)).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(FrameReadError::Closed)) | Err(_) => return,
+                Ok(Err(FrameReadError::Bad(e))) => {
+                    tracing::warn!("peer sent a malformed frame, closing: {e}");
+                    return;
+                }
+            };
+        let response = node.handle_peer(request).await;
+        if let Err(e) = stream.write_all(&encode_msg(&response)).await {
+            tracing::debug!("peer write: {e}");
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_frame_round_trips_over_a_stream() {
+        let bytes = encode_msg(&PeerRequest::Ping);
+        let mut reader: &[u8] = &bytes;
+        let got: PeerRequest = read_frame(&mut reader).await.expect("valid frame");
+        assert!(matches!(got, PeerRequest::Ping));
+    }
+
+    #[tokio::test]
+    async fn an_oversized_length_is_refused_before_reading_the_body() {
+        let mut bytes = encode_msg(&PeerRequest::Ping);
+        let huge = u32::try_from(FRAME_BYTES_MAX + 1).expect("fits u32");
+        bytes[4..8].copy_from_slice(&huge.to_le_bytes());
+        let mut reader: &[u8] = &bytes;
+        let got = read_frame::<PeerRequest, _>(&mut reader).await;
+        assert!(matches!(got, Err(FrameReadError::Bad(_))));
+    }
+
+    #[tokio::test]
+    async fn a_clean_close_is_not_an_error() {
+        let mut reader: &[u8] = &[];
+        let got = read_frame::<PeerRequest, _>(&mut reader).await;
+        assert!(matches!(got, Err(FrameReadError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_peer_is_reported_as_unreachable() {
+        // Bind then drop a listener so the port is very likely closed.
+        let addr = {
+            let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            l.local_addr().expect("addr").to_string()
+        };
+        let got = TcpTransport
+            .call(2, &addr, PeerRequest::Ping, Duration::from_millis(500))
+            .await;
+        assert!(
+            matches!(got, Err(TransportError::Unreachable(_))),
+            "{got:?}"
+        );
+    }
+
+    struct FixedClock;
+
+    impl nacre_engine::ports::Clock for FixedClock {
+        fn now_ms(&self) -> u64 {
+            1
+        }
+    }
+
+    #[tokio::test]
+    async fn serve_peers_answers_ping_and_survives_a_malformed_frame() {
+        let dir = std::env::temp_dir().join(format!("nacre-peer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let disk = crate::storage::FileDisk::open(dir.clone()).expect("open disk");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let members = std::collections::BTreeMap::from([(1, addr.clone())]);
+        let opts = nacre_engine::cp_node::CpOptions::new(1, addr.clone(), members);
+        let node = CpNode::start(
+            opts,
+            Arc::new(disk),
+            Arc::new(TcpTransport),
+            Arc::new(FixedClock),
+        )
+        .await
+        .expect("start");
+        let server = tokio::spawn(serve_peers(listener, node.clone()));
+
+        let mut garbage = TcpStream::connect(&addr).await.expect("connect");
+        garbage
+            .write_all(b"not a frame at all")
+            .await
+            .expect("write");
+        let mut rest = Vec::new();
+        let closed = garbage.read_to_end(&mut rest).await;
+        assert!(matches!(closed, Ok(0)) || closed.is_err(), "{closed:?}");
+
+        let got = TcpTransport
+            .call(1, &addr, PeerRequest::Ping, Duration::from_secs(5))
+            .await;
+        assert!(matches!(got, Ok(PeerResponse::Pong { .. })), "{got:?}");
+
+        server.abort();
+        node.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,272 @@
+//! Black-box test helpers for Nacre: spawn the real `nacre` binary on 127.0.0.1 in a
+//! temporary directory, wait for readiness, and talk HTTP/1.1 to it over a plain
+//! `std::net::TcpStream`.
+//!
+//! The helpers never reach anything but 127.0.0.1 and only stop the processes they started
+//! (`Child::kill` on their own child, also on drop). The binary's path is passed in by the
+//! caller: a test inside the server crate gets it from `env!("CARGO_BIN_EXE_nacre")`.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::sleep;
+use std::time::Duration;
+
+/// The Raft port is the HTTP port minus this, as in Nacos (wire reference §1.1).
+pub const RAFT_PORT_OFFSET: u16 = 1000;
+/// How long a spawned member may take to elect itself and answer readiness.
+pub const READY_WAIT_MS: u64 = 20_000;
+/// Socket read/write timeout of one test HTTP request.
+pub const HTTP_TIMEOUT_MS: u64 = 10_000;
+/// Attempts at finding an HTTP port whose Raft port is also free.
+const PORT_ATTEMPTS_MAX: usize = 100;
+
+static DIR_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh, empty directory under the system temp dir, unique to this process and call.
+pub fn temp_dir(label: &str) -> PathBuf {
+    let n = DIR_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("nacre-{label}-{}-{n}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// A high port on 127.0.0.1 that is free, and whose Raft port (port − 1000) is free too.
+pub fn free_http_port() -> u16 {
+    for _ in 0..PORT_ATTEMPTS_MAX {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind an ephemeral port")
+            .port();
+        if port <= 10_000 + RAFT_PORT_OFFSET {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port - RAFT_PORT_OFFSET)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port pair after {PORT_ATTEMPTS_MAX} attempts");
+}
+
+/// One parsed HTTP response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header names lower-cased, in arrival order.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Parses a complete HTTP/1.1 response (the connection was closed after it).
+    pub fn parse(raw: &[u8]) -> Result<HttpResponse, String> {
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or("no end of headers")?;
+        let head = std::str::from_utf8(&raw[..split]).map_err(|e| e.to_string())?;
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().ok_or("no status line")?;
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("bad status line: {status_line}"))?;
+        let mut headers = Vec::new();
+        for line in lines {
+            let (k, v) = line
+                .split_once(':')
+                .ok_or_else(|| format!("bad header: {line}"))?;
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+        let mut body = raw[split + 4..].to_vec();
+        let chunked = headers
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+        if chunked {
+            body = decode_chunked(&body)?;
+        }
+        let body = String::from_utf8(body).map_err(|e| e.to_string())?;
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+fn decode_chunked(mut rest: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        let eol = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("chunk size without line end")?;
+        let size_text = std::str::from_utf8(&rest[..eol]).map_err(|e| e.to_string())?;
+        let size_hex = size_text.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_hex, 16).map_err(|e| e.to_string())?;
+        rest = &rest[eol + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if rest.len() < size + 2 {
+            return Err("truncated chunk".into());
+        }
+        out.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
+}
+
+/// Sends one HTTP/1.1 request to 127.0.0.1:`port` and reads the whole response.
+/// `target` is the path with its query string, already percent-encoded.
+pub fn http(
+    port: u16,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<HttpResponse, String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    let timeout = Some(Duration::from_millis(HTTP_TIMEOUT_MS));
+    stream
+        .set_read_timeout(timeout)
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(timeout)
+        .map_err(|e| e.to_string())?;
+    let mut req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    stream
+        .write_all(req.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    HttpResponse::parse(&raw)
+}
+
+/// A running `nacre` process that this test started.
+pub struct Nacre {
+    child: Child,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Nacre {
+    /// Starts `bin` as a standalone member on 127.0.0.1:`port` with `data_dir`, logging to
+    /// `log`, and waits until readiness answers 200.
+    pub fn spawn(bin: &Path, port: u16, data_dir: &Path, log: &Path) -> Nacre {
+        let out = fs::File::create(log).expect("create log file");
+        let err = out.try_clone().expect("clone log file");
+        let child = Command::new(bin)
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("-m")
+            .arg("standalone")
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn nacre");
+        let mut nacre = Nacre {
+            child,
+            port,
+            data_dir: data_dir.to_path_buf(),
+            log: log.to_path_buf(),
+        };
+        nacre.wait_ready();
+        nacre
+    }
+
+    fn wait_ready(&mut self) {
+        let polls = READY_WAIT_MS / 50;
+        for _ in 0..polls {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("nacre exited early ({status}):\n{}", self.log_text());
+            }
+            let ready = http(
+                self.port,
+                "GET",
+                "/nacos/v1/console/health/readiness",
+                &[],
+                "",
+            );
+            if matches!(ready, Ok(ref r) if r.status == 200) {
+                return;
+            }
+            sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "nacre not ready within {READY_WAIT_MS} ms:\n{}",
+            self.log_text()
+        );
+    }
+
+    /// The process's output so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the process abruptly (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Nacre {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_fixed_length_response() {
+        let raw = b"HTTP/1.1 404 Not Found\r\nContent-MD5: abc\r\ncontent-length: 22\r\n\r\nconfig data not exist\n";
+        let r = HttpResponse::parse(raw).expect("parse");
+        assert_eq!(r.status, 404);
+        assert_eq!(r.header("content-md5"), Some("abc"));
+        assert_eq!(r.body, "config data not exist\n");
+    }
+
+    #[test]
+    fn parses_a_chunked_response() {
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\nWorld!\r\n0\r\n\r\n";
+        let r = HttpResponse::parse(raw).expect("parse");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, "helloWorld!");
+    }
+
+    #[test]
+    fn free_port_pair_is_in_range() {
+        let p = free_http_port();
+        assert!(p > 10_000 + RAFT_PORT_OFFSET);
+    }
+}
