@@ -43,6 +43,10 @@ pub const JOURNAL_RECORD_BYTES_MAX: usize = FRAME_BYTES_MAX;
 /// twice the size of its live records.
 pub const JOURNAL_COMPACT_BYTES_MIN: u64 = 4 * 1024 * 1024;
 
+/// Simulated duration of one fsync of the journal (simulator only): the window in which a
+/// crash tears or loses a batch that was written but not yet synced.
+pub const FSYNC_SIM_US: u64 = 2_000;
+
 /// Bootstrap: how often a fresh node probes the expected members before the first election.
 pub const BOOTSTRAP_PROBE_MS: u64 = 200;
 

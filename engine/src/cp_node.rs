@@ -271,6 +271,7 @@ impl CpNode {
                 }
             }
             if runtime_now() >= deadline {
+                crate::coverage::hit(crate::coverage::Mark::NoLeaderRejected);
                 return Err(Reject::NoLeader {
                     waited_ms: WRITE_LEADER_WAIT_MS,
                 });
@@ -317,6 +318,7 @@ impl CpNode {
                     )))
                 }
                 Err(Retry::NotSent) if runtime_now() < deadline => {
+                    crate::coverage::hit(crate::coverage::Mark::ForwardRetried);
                     tokio::time::sleep(Duration::from_millis(WAIT_POLL_MS)).await;
                 }
                 Err(Retry::NotSent) => {
@@ -354,7 +356,10 @@ impl CpNode {
         let answer = tokio::select! {
             biased;
             answer = call => answer,
-            () = self.leader_changed_from(leader) => Err(TransportError::Timeout),
+            () = self.leader_changed_from(leader) => {
+                crate::coverage::hit(crate::coverage::Mark::ForwardAbandonedOnLeaderChange);
+                Err(TransportError::Timeout)
+            }
         };
         match answer {
             Ok(PeerResponse::Forward(Ok(resp))) => Ok(resp),
@@ -409,7 +414,10 @@ impl CpNode {
             }
             if leader == self.id {
                 match self.raft.ensure_linearizable().await {
-                    Ok(_) => return Ok(self.get_local(&key)),
+                    Ok(_) => {
+                        crate::coverage::hit(crate::coverage::Mark::ReadIndexServed);
+                        return Ok(self.get_local(&key));
+                    }
                     Err(RaftError::APIError(_)) if runtime_now() < deadline => {
                         tokio::time::sleep(Duration::from_millis(WAIT_POLL_MS)).await;
                         continue;
@@ -429,6 +437,7 @@ impl CpNode {
                     )))
                 }
                 Err(Retry::NotSent) if runtime_now() < deadline => {
+                    crate::coverage::hit(crate::coverage::Mark::ForwardRetried);
                     tokio::time::sleep(Duration::from_millis(WAIT_POLL_MS)).await;
                 }
                 Err(Retry::NotSent) => {
@@ -464,6 +473,7 @@ impl CpNode {
             .change_membership(change, false)
             .await
             .map_err(|e| Reject::Unavailable(e.to_string()))?;
+        crate::coverage::hit(crate::coverage::Mark::MemberAdded);
         Ok(ClientResponse::MembershipChanged)
     }
 
@@ -481,6 +491,7 @@ impl CpNode {
             .change_membership(change, false)
             .await
             .map_err(|e| Reject::Unavailable(e.to_string()))?;
+        crate::coverage::hit(crate::coverage::Mark::MemberRemoved);
         Ok(ClientResponse::MembershipChanged)
     }
 

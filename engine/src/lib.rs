@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod constants;
+pub mod coverage;
 pub mod cp_node;
 pub mod digest;
 pub mod error;

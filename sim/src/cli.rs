@@ -111,8 +111,20 @@ async fn run_in_runtime(
             .unwrap_or_default();
         println!("FAILED: replay with: cargo sim --seed {seed}{scen} --trace");
     }
+    let mut code = report.exit_code();
+    if seed == scenario.seed {
+        for name in &scenario.expect_marks {
+            let hit = nacre_engine::coverage::Mark::from_name(name)
+                .map(nacre_engine::coverage::count)
+                .unwrap_or(0);
+            if hit == 0 {
+                println!("MISSED COVERAGE MARK {name}: the pinned run no longer exercises it");
+                code = code.max(crate::report::EXIT_CRASH);
+            }
+        }
+    }
     println!("{}", report.result_line());
-    report.exit_code()
+    code
 }
 
 /// Re-runs in a fresh process with the scenario's pinned seed.

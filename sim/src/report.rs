@@ -88,6 +88,12 @@ impl Summary {
         for (id, e) in w.fatal_members() {
             let _ = writeln!(s, "member n{id} stopped: {e}");
         }
+        let marks: Vec<String> = nacre_engine::coverage::ALL
+            .iter()
+            .filter(|m| nacre_engine::coverage::count(**m) > 0)
+            .map(|m| format!("{}={}", m.name(), nacre_engine::coverage::count(*m)))
+            .collect();
+        let _ = writeln!(s, "coverage marks: {}", marks.join(" "));
         let obs = w.observer.lock();
         let _ = writeln!(
             s,

@@ -28,6 +28,9 @@ pub struct Scenario {
     /// The injected engine bug this negative scenario must catch (`sim-bug-*` feature name).
     #[serde(default)]
     pub expect_bug: Option<String>,
+    /// Coverage marks (`nacre_engine::coverage`) the pinned run must hit.
+    #[serde(default)]
+    pub expect_marks: Vec<String>,
     #[serde(default)]
     pub network: Network,
     #[serde(default)]
@@ -166,6 +169,11 @@ impl Scenario {
         }
         if self.tier == "negative" && self.expect_bug.is_none() {
             return Err("a negative scenario names the bug it must catch (expect_bug)".into());
+        }
+        for m in &self.expect_marks {
+            if nacre_engine::coverage::Mark::from_name(m).is_none() {
+                return Err(format!("unknown coverage mark {m:?}"));
+            }
         }
         for f in &self.faults {
             let at = f.at_s();

@@ -72,10 +72,12 @@ pub fn replay(bytes: &[u8]) -> Result<Recovered, Fatal> {
                 at += used;
             }
             Err(err) if is_tail(&bytes[at..], &err) => {
+                crate::coverage::hit(crate::coverage::Mark::JournalTornTailCut);
                 rec.torn_tail = true;
                 break;
             }
             Err(err) => {
+                crate::coverage::hit(crate::coverage::Mark::JournalCorruptRefused);
                 return Err(Fatal::Corrupt {
                     what: "raft journal",
                     detail: format!("record at byte {at}: {err}"),

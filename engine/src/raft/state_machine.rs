@@ -135,6 +135,7 @@ impl StateMachineStore {
                 detail: e.to_string(),
             })?;
             state = image.state;
+            crate::coverage::hit(crate::coverage::Mark::SnapshotLoadedOnStart);
             current = Some((image.meta, bytes));
         }
         Ok(StateMachineStore {
@@ -183,6 +184,7 @@ impl StateMachineStore {
         let bytes = image.encode();
         // Validate what was built before it replaces the previous snapshot.
         SnapshotImage::decode(&bytes).map_err(sm_err)?;
+        crate::coverage::hit(crate::coverage::Mark::SnapshotBuilt);
         self.disk
             .replace(DiskFile::Snapshot, &bytes)
             .map_err(sm_err)?;
@@ -251,6 +253,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let index = image.meta.last_log_id.map(|l| l.index).unwrap_or(0);
         *self.state.write().expect("state lock poisoned") = image.state;
         *self.current.lock().expect("snapshot lock poisoned") = Some((meta.clone(), bytes));
+        crate::coverage::hit(crate::coverage::Mark::SnapshotInstalled);
         if let Some(obs) = &self.observer {
             obs.on_snapshot_installed(self.node, index, digest);
         }
