@@ -82,9 +82,13 @@ impl PeerTransport for TcpTransport {
     ) -> BoxFuture<Result<PeerResponse, TransportError>> {
         let addr = addr.to_string();
         Box::pin(async move {
-            let connect_timeout = timeout.min(Duration::from_millis(PEER_CONNECT_TIMEOUT_MS));
+            // One deadline for the whole call: connecting must not extend the caller's budget.
+            let start = tokio::time::Instant::now();
+            let deadline = start + timeout;
+            let connect_deadline =
+                deadline.min(start + Duration::from_millis(PEER_CONNECT_TIMEOUT_MS));
             let mut stream =
-                match tokio::time::timeout(connect_timeout, TcpStream::connect(&addr)).await {
+                match tokio::time::timeout_at(connect_deadline, TcpStream::connect(&addr)).await {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
                         return Err(TransportError::Unreachable(format!(
@@ -107,7 +111,7 @@ impl PeerTransport for TcpTransport {
                     .await
                     .map_err(|e| TransportError::BadResponse(format!("{e:?}")))
             };
-            match tokio::time::timeout(timeout, exchange).await {
+            match tokio::time::timeout_at(deadline, exchange).await {
                 Ok(result) => result,
                 Err(_) => Err(TransportError::Timeout),
             }

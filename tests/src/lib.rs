@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::sleep;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The Raft port is the HTTP port minus this, as in Nacos (wire reference §1.1).
 pub const RAFT_PORT_OFFSET: u16 = 1000;
@@ -50,6 +50,37 @@ pub fn free_http_port() -> u16 {
         }
     }
     panic!("no free port pair after {PORT_ATTEMPTS_MAX} attempts");
+}
+
+/// `n` distinct HTTP ports on 127.0.0.1 whose Raft ports (port − 1000) are free too, and such
+/// that no member's HTTP or Raft port equals another's.
+pub fn free_http_ports(n: usize) -> Vec<u16> {
+    let mut ports: Vec<u16> = Vec::with_capacity(n);
+    for _ in 0..PORT_ATTEMPTS_MAX {
+        if ports.len() == n {
+            break;
+        }
+        let p = free_http_port();
+        let clash = ports.iter().any(|q| {
+            [*q, *q - RAFT_PORT_OFFSET]
+                .iter()
+                .any(|x| *x == p || *x == p - RAFT_PORT_OFFSET)
+        });
+        if !clash {
+            ports.push(p);
+        }
+    }
+    assert_eq!(ports.len(), n, "no {n} distinct free port pairs");
+    ports
+}
+
+/// Writes a Nacos-format `cluster.conf` naming `127.0.0.1:<port>` for every port.
+pub fn write_cluster_conf(path: &Path, ports: &[u16]) {
+    let mut text = String::from("# written by nacre-tests\n");
+    for p in ports {
+        text.push_str(&format!("127.0.0.1:{p}\n"));
+    }
+    fs::write(path, text).expect("write cluster.conf");
 }
 
 /// One parsed HTTP response.
@@ -176,6 +207,29 @@ impl Nacre {
     /// Starts `bin` as a standalone member on 127.0.0.1:`port` with `data_dir`, logging to
     /// `log`, and waits until readiness answers 200.
     pub fn spawn(bin: &Path, port: u16, data_dir: &Path, log: &Path) -> Nacre {
+        let mut nacre = Nacre::start(
+            bin,
+            port,
+            data_dir,
+            log,
+            &["-m", "standalone"],
+            "info,openraft=warn",
+        );
+        nacre.wait_ready();
+        nacre
+    }
+
+    /// Starts `bin` with `--port port --data-dir data_dir` followed by `args`, with `RUST_LOG`
+    /// set to `rust_log` and output (stdout and stderr) to `log`. Does not wait for readiness:
+    /// a cluster member becomes ready only once enough members run.
+    pub fn start(
+        bin: &Path,
+        port: u16,
+        data_dir: &Path,
+        log: &Path,
+        args: &[&str],
+        rust_log: &str,
+    ) -> Nacre {
         let out = fs::File::create(log).expect("create log file");
         let err = out.try_clone().expect("clone log file");
         let child = Command::new(bin)
@@ -183,29 +237,40 @@ impl Nacre {
             .arg(port.to_string())
             .arg("--data-dir")
             .arg(data_dir)
-            .arg("-m")
-            .arg("standalone")
-            .env("RUST_LOG", "info,openraft=warn")
+            .args(args)
+            .env("RUST_LOG", rust_log)
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
             .expect("spawn nacre");
-        let mut nacre = Nacre {
+        Nacre {
             child,
             port,
             data_dir: data_dir.to_path_buf(),
             log: log.to_path_buf(),
-        };
-        nacre.wait_ready();
-        nacre
+        }
     }
 
     fn wait_ready(&mut self) {
-        let polls = READY_WAIT_MS / 50;
-        for _ in 0..polls {
+        if let Err(e) = self.wait_ready_within(Duration::from_millis(READY_WAIT_MS)) {
+            panic!("{e}");
+        }
+    }
+
+    /// Polls readiness until it answers 200, the process exits, or `limit` passes; the error
+    /// carries the process's log.
+    // Black-box tests wait on the real clock: the process under test runs in real time.
+    #[allow(clippy::disallowed_methods)]
+    pub fn wait_ready_within(&mut self, limit: Duration) -> Result<(), String> {
+        let start = Instant::now();
+        loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("nacre exited early ({status}):\n{}", self.log_text());
+                return Err(format!(
+                    "nacre exited early ({status}):\n{}",
+                    self.log_text()
+                ));
             }
             let ready = http(
                 self.port,
@@ -215,14 +280,33 @@ impl Nacre {
                 "",
             );
             if matches!(ready, Ok(ref r) if r.status == 200) {
-                return;
+                return Ok(());
+            }
+            if start.elapsed() >= limit {
+                return Err(format!(
+                    "nacre on port {} not ready within {} ms:\n{}",
+                    self.port,
+                    limit.as_millis(),
+                    self.log_text()
+                ));
             }
             sleep(Duration::from_millis(50));
         }
-        panic!(
-            "nacre not ready within {READY_WAIT_MS} ms:\n{}",
-            self.log_text()
-        );
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The OS process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Where the process's output goes.
+    pub fn log_path(&self) -> &Path {
+        &self.log
     }
 
     /// The process's output so far.
@@ -262,6 +346,18 @@ mod tests {
         let r = HttpResponse::parse(raw).expect("parse");
         assert_eq!(r.status, 200);
         assert_eq!(r.body, "helloWorld!");
+    }
+
+    #[test]
+    fn free_port_pairs_do_not_overlap() {
+        let ports = free_http_ports(3);
+        let mut all: Vec<u16> = ports
+            .iter()
+            .flat_map(|p| [*p, *p - RAFT_PORT_OFFSET])
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 6, "{ports:?}");
     }
 
     #[test]

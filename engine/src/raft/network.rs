@@ -7,8 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::constants::FRAME_BYTES_MAX;
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -59,6 +61,36 @@ fn transport_err<E: std::error::Error>(e: TransportError) -> RpcErr<E> {
 #[error("response of the wrong kind")]
 struct WrongKind;
 
+/// Whether an append request encodes within `FRAME_BYTES_MAX` (with room for the envelope).
+fn fits_in_frame(rpc: &AppendEntriesRequest<TypeConfig>) -> bool {
+    // The configs carried are large only when content is; sizing the rare large batch by
+    // encoding it is cheaper than the panic or the endless retry a too-large frame would cause.
+    let approx: usize = rpc
+        .entries
+        .iter()
+        .map(|e| match &e.payload {
+            openraft::EntryPayload::Normal(c) => command_bytes(c),
+            _ => 64,
+        })
+        .sum();
+    if approx < FRAME_BYTES_MAX / 2 {
+        return true;
+    }
+    postcard::to_allocvec(rpc)
+        .map(|b| b.len() + 1024 < FRAME_BYTES_MAX)
+        .unwrap_or(false)
+}
+
+/// An upper-bound-ish size estimate of a command (its strings dominate).
+fn command_bytes(c: &super::command::Command) -> usize {
+    match &c.op {
+        super::command::Op::Config(crate::config::ConfigCommand::Publish(p)) => {
+            p.content.len() + p.desc.len() + p.tags.len() + 512
+        }
+        _ => 256,
+    }
+}
+
 impl PeerClient {
     async fn call(&self, req: PeerRequest, ttl: Duration) -> Result<PeerResponse, TransportError> {
         self.transport.call(self.target, &self.addr, req, ttl).await
@@ -75,6 +107,14 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RpcErr> {
+        let entries = rpc.entries.len() as u64;
+        if entries > 1 && !fits_in_frame(&rpc) {
+            // Too big for one frame: openraft retries with fewer entries. One entry always fits,
+            // because a config's content is capped well below the frame limit.
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(entries / 2),
+            ));
+        }
         match self
             .call(PeerRequest::RaftAppend(rpc), option.hard_ttl())
             .await
@@ -116,5 +156,57 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             PeerResponse::RaftVote(Err(e)) => Err(self.remote(e)),
             _ => Err(RPCError::Network(NetworkError::new(&WrongKind))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ConfigCommand, ConfigKey, PublishConfig};
+    use crate::raft::command::{Command, Op};
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
+
+    fn big_entry(index: u64, bytes: usize) -> Entry<TypeConfig> {
+        let publish = PublishConfig {
+            key: ConfigKey::new("", "G", "d"),
+            content: "x".repeat(bytes),
+            cas_md5: None,
+            config_type: String::new(),
+            desc: String::new(),
+            tags: String::new(),
+            app_name: String::new(),
+            encrypted_data_key: String::new(),
+            src_user: String::new(),
+            src_ip: String::new(),
+        };
+        let cmd = Command {
+            now_ms: 0,
+            op: Op::Config(ConfigCommand::Publish(publish)),
+        };
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(cmd),
+        }
+    }
+
+    fn request(entries: Vec<Entry<TypeConfig>>) -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote: Vote::new_committed(1, 1),
+            prev_log_id: None,
+            entries,
+            leader_commit: None,
+        }
+    }
+
+    #[test]
+    fn batches_over_the_frame_limit_are_refused_but_one_entry_fits() {
+        let seven_mib = 7 * 1024 * 1024;
+        assert!(fits_in_frame(&request(vec![big_entry(1, seven_mib)])));
+        assert!(!fits_in_frame(&request(
+            (1..=3).map(|i| big_entry(i, seven_mib)).collect()
+        )));
+        assert!(fits_in_frame(&request(
+            (1..=100).map(|i| big_entry(i, 100)).collect()
+        )));
     }
 }

@@ -1,0 +1,388 @@
+//! Black-box tests of a 3-member `nacre` cluster on 127.0.0.1, started from a generated
+//! Nacos-format `cluster.conf`: writes through any member are readable through every member,
+//! and a SIGKILLed leader is replaced fast enough that writes through every survivor succeed
+//! within 5 s; the killed member, restarted on its data directory, catches up.
+//!
+//! The leader is found from the members' own logs (openraft's `become leader` / `quit leader`
+//! lines, enabled through `RUST_LOG`), because the HTTP API has no leader route. Every wait is
+//! bounded; only the processes these tests started are killed. The members' logs are kept (and
+//! their directory printed) when a test fails or `NACRE_KEEP_LOGS` is set.
+
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use nacre_tests::{free_http_ports, http, temp_dir, write_cluster_conf, HttpResponse, Nacre};
+
+/// Log filter of the members: Nacre's info lines plus openraft's leader transitions.
+const RUST_LOG: &str = "info,openraft=warn,openraft::engine::handler::server_state_handler=info";
+/// How long a fresh cluster may take until every member answers readiness.
+const READY_MS: u64 = 30_000;
+/// Writes through every surviving member must succeed within this after the kill.
+const FAILOVER_MS: u64 = 5_000;
+/// Local reads on a follower may lag the leader by up to this.
+const READ_LAG_MS: u64 = 5_000;
+/// A restarted member must serve what was written while it was down within this.
+const CATCH_UP_MS: u64 = 10_000;
+/// How long to look for a leader in the logs before falling back to another member.
+const LEADER_LOOKUP_MS: u64 = 5_000;
+/// Pause between two attempts of a polled operation.
+const POLL_MS: u64 = 50;
+
+/// The real monotonic clock: these tests measure real processes in real time.
+#[allow(clippy::disallowed_methods)]
+fn now() -> Instant {
+    Instant::now()
+}
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_nacre"))
+}
+
+fn config_path(data_id: &str) -> String {
+    format!("/nacos/v1/cs/configs?dataId={data_id}&group=test")
+}
+
+fn publish(port: u16, data_id: &str, content: &str) -> Result<HttpResponse, String> {
+    let target = format!("{}&content={content}", config_path(data_id));
+    http(port, "POST", &target, &[], "")
+}
+
+/// Calls `attempt` until it returns `Ok`, at most until `limit` has passed since `start`;
+/// returns the value and the time since `start`, or the last error.
+fn poll_until<T>(
+    start: Instant,
+    limit: Duration,
+    mut attempt: impl FnMut() -> Result<T, String>,
+) -> Result<(T, Duration), String> {
+    loop {
+        let last = match attempt() {
+            Ok(v) => return Ok((v, start.elapsed())),
+            Err(e) => e,
+        };
+        if start.elapsed() >= limit {
+            return Err(format!("after {} ms: {last}", start.elapsed().as_millis()));
+        }
+        sleep(Duration::from_millis(POLL_MS));
+    }
+}
+
+/// The outcome of a polled operation and when it succeeded.
+type Timed = Result<((), Duration), String>;
+
+/// One publish that must answer `200 true`.
+fn publish_ok(port: u16, data_id: &str, content: &str) -> Result<(), String> {
+    match publish(port, data_id, content)? {
+        r if r.status == 200 && r.body == "true" => Ok(()),
+        r => Err(format!("publish via {port}: {} {}", r.status, r.body)),
+    }
+}
+
+/// One local read that must return `content`.
+fn read_is(port: u16, data_id: &str, content: &str) -> Result<(), String> {
+    let r = http(port, "GET", &config_path(data_id), &[], "")?;
+    if r.status == 200 && r.body == content {
+        Ok(())
+    } else {
+        Err(format!(
+            "read {data_id} via {port}: {} {:?}",
+            r.status, r.body
+        ))
+    }
+}
+
+/// Members started from one cluster.conf in one temporary directory.
+struct Cluster {
+    root: PathBuf,
+    conf: PathBuf,
+    ports: Vec<u16>,
+    members: Vec<Option<Nacre>>,
+    starts: usize,
+}
+
+impl Cluster {
+    /// Starts `n` members and waits until each answers readiness.
+    fn start(label: &str, n: usize) -> Cluster {
+        let root = temp_dir(label);
+        let conf = root.join("cluster.conf");
+        let ports = free_http_ports(n);
+        write_cluster_conf(&conf, &ports);
+        let mut cluster = Cluster {
+            root,
+            conf,
+            ports,
+            members: (0..n).map(|_| None).collect(),
+            starts: 0,
+        };
+        for i in 0..n {
+            cluster.launch(i);
+        }
+        let start = now();
+        for i in 0..n {
+            let left = Duration::from_millis(READY_MS).saturating_sub(start.elapsed());
+            cluster.wait_ready(i, left);
+        }
+        println!(
+            "{label}: {n} members ready in {} ms (ports {:?})",
+            start.elapsed().as_millis(),
+            cluster.ports
+        );
+        cluster
+    }
+
+    /// Starts member `i` (index into the ports) on its own data directory, without waiting.
+    fn launch(&mut self, i: usize) {
+        assert!(self.members[i].is_none(), "member {i} already runs");
+        self.starts += 1;
+        let data = self.root.join(format!("data-{i}"));
+        let log = self
+            .root
+            .join(format!("member-{i}-start-{}.log", self.starts));
+        let conf = self.conf.to_str().expect("utf-8 temp path");
+        let args = ["-m", "cluster", "--cluster-conf", conf];
+        self.members[i] = Some(Nacre::start(
+            bin(),
+            self.ports[i],
+            &data,
+            &log,
+            &args,
+            RUST_LOG,
+        ));
+    }
+
+    fn wait_ready(&mut self, i: usize, limit: Duration) {
+        let member = self.members[i].as_mut().expect("member runs");
+        if let Err(e) = member.wait_ready_within(limit) {
+            panic!("member {i}: {e}\n{}", self.logs());
+        }
+    }
+
+    /// SIGKILLs member `i`.
+    fn kill(&mut self, i: usize) {
+        let mut member = self.members[i].take().expect("member runs");
+        member.kill();
+    }
+
+    fn running(&self) -> Vec<usize> {
+        (0..self.members.len())
+            .filter(|i| self.members[*i].is_some())
+            .collect()
+    }
+
+    /// The running member whose log last says `become leader` (and not `quit leader` after
+    /// it), when exactly one does.
+    fn leader_from_logs(&self) -> Option<usize> {
+        let leaders: Vec<usize> = self
+            .running()
+            .into_iter()
+            .filter(|i| {
+                let text = self.members[*i].as_ref().map(Nacre::log_text);
+                let last = text.as_deref().and_then(|t| {
+                    t.lines()
+                        .rev()
+                        .find(|l| l.contains("become leader") || l.contains("quit leader"))
+                        .map(|l| l.contains("become leader"))
+                });
+                last == Some(true)
+            })
+            .collect();
+        match leaders.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        }
+    }
+
+    /// Every log so far, for failure messages.
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.root)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.sort();
+        for f in files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "log"))
+        {
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            out.push_str(&format!("==== {} ====\n{text}\n", f.display()));
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for m in self.members.iter_mut() {
+            if let Some(mut nacre) = m.take() {
+                nacre.kill();
+            }
+        }
+        if std::thread::panicking() || std::env::var_os("NACRE_KEEP_LOGS").is_some() {
+            eprintln!("cluster logs kept in {}", self.root.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+#[test]
+fn three_node_cluster_write_anywhere_read_everywhere() {
+    let cluster = Cluster::start("cluster-rw", 3);
+    let ports = cluster.ports.clone();
+    let configs: Vec<(String, String)> = (0..ports.len())
+        .map(|i| (format!("cluster.via{i}"), format!("written-through-{i}")))
+        .collect();
+    for (i, (data_id, content)) in configs.iter().enumerate() {
+        let limit = Duration::from_millis(FAILOVER_MS);
+        let got = poll_until(now(), limit, || publish_ok(ports[i], data_id, content));
+        if let Err(e) = got {
+            panic!("publish through member {i}: {e}\n{}", cluster.logs());
+        }
+    }
+    for (data_id, content) in &configs {
+        for (i, port) in ports.iter().enumerate() {
+            let limit = Duration::from_millis(READ_LAG_MS);
+            let got = poll_until(now(), limit, || read_is(*port, data_id, content));
+            match got {
+                Ok((_, waited)) => {
+                    if waited.as_millis() > 0 {
+                        println!(
+                            "{data_id} visible on member {i} after {} ms",
+                            waited.as_millis()
+                        );
+                    }
+                }
+                Err(e) => panic!(
+                    "member {i} does not serve {data_id}: {e}\n{}",
+                    cluster.logs()
+                ),
+            }
+        }
+    }
+}
+
+#[test]
+fn leader_sigkill_failover() {
+    let mut cluster = Cluster::start("cluster-failover", 3);
+    let ports = cluster.ports.clone();
+    let limit = Duration::from_millis(FAILOVER_MS);
+    if let Err(e) = poll_until(now(), limit, || {
+        publish_ok(ports[0], "failover.base", "base")
+    }) {
+        panic!("base publish: {e}\n{}", cluster.logs());
+    }
+    let mut written: Vec<(String, String)> = vec![("failover.base".into(), "base".into())];
+    let mut times = Vec::new();
+    for round in 0..3 {
+        // The victim: the leader per the logs; if none is found, another member.
+        let lookup = now();
+        let mut leader = cluster.leader_from_logs();
+        while leader.is_none() && lookup.elapsed() < Duration::from_millis(LEADER_LOOKUP_MS) {
+            sleep(Duration::from_millis(POLL_MS));
+            leader = cluster.leader_from_logs();
+        }
+        let victim = leader.unwrap_or(round % ports.len());
+        let role = if leader.is_some() {
+            "the leader"
+        } else {
+            "a member (leader not found in the logs)"
+        };
+        cluster.kill(victim);
+        let killed_at = now();
+        let survivors = cluster.running();
+
+        // Writes through every survivor, concurrently, each measured from the kill.
+        let round_writes: Vec<(usize, String, String)> = survivors
+            .iter()
+            .map(|i| {
+                (
+                    *i,
+                    format!("failover.r{round}.via{i}"),
+                    format!("r{round}-{i}"),
+                )
+            })
+            .collect();
+        let results: Vec<(usize, Timed)> = std::thread::scope(|s| {
+            let handles: Vec<_> = round_writes
+                .iter()
+                .map(|(i, data_id, content)| {
+                    let port = ports[*i];
+                    let h = s.spawn(move || {
+                        poll_until(killed_at, limit, || publish_ok(port, data_id, content))
+                    });
+                    (*i, h)
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|(i, h)| (i, h.join().expect("writer thread")))
+                .collect()
+        });
+        let mut first = Duration::MAX;
+        for (i, r) in &results {
+            match r {
+                Ok((_, t)) if *t <= limit => {
+                    println!(
+                        "round {round}: killed member {victim} ({role}); write via member {i} \
+                         succeeded {} ms after the kill",
+                        t.as_millis()
+                    );
+                    first = first.min(*t);
+                }
+                Ok((_, t)) => panic!(
+                    "round {round}: write via member {i} took {} ms, over {FAILOVER_MS}\n{}",
+                    t.as_millis(),
+                    cluster.logs()
+                ),
+                Err(e) => panic!(
+                    "round {round}: no write via member {i} within {FAILOVER_MS} ms of killing \
+                     member {victim}: {e}\n{}",
+                    cluster.logs()
+                ),
+            }
+        }
+        println!(
+            "round {round}: kill -> first successful write: {} ms",
+            first.as_millis()
+        );
+        times.push(first);
+        written.extend(round_writes.into_iter().map(|(_, d, c)| (d, c)));
+
+        // Restart the victim on its data directory: it must serve everything within 10 s.
+        cluster.launch(victim);
+        let restarted = now();
+        let catch_up = Duration::from_millis(CATCH_UP_MS);
+        for (data_id, content) in &written {
+            let got = poll_until(restarted, catch_up, || {
+                read_is(ports[victim], data_id, content)
+            });
+            if let Err(e) = got {
+                panic!(
+                    "round {round}: restarted member {victim} lacks {data_id}: {e}\n{}",
+                    cluster.logs()
+                );
+            }
+        }
+        println!(
+            "round {round}: restarted member {victim} caught up in {} ms",
+            restarted.elapsed().as_millis()
+        );
+        let left = catch_up.saturating_sub(restarted.elapsed());
+        cluster.wait_ready(victim, left.max(Duration::from_millis(POLL_MS)));
+    }
+
+    // In the end every member serves every config.
+    for (data_id, content) in &written {
+        for (i, port) in ports.iter().enumerate() {
+            let limit = Duration::from_millis(READ_LAG_MS);
+            if let Err(e) = poll_until(now(), limit, || read_is(*port, data_id, content)) {
+                panic!(
+                    "member {i} does not serve {data_id}: {e}\n{}",
+                    cluster.logs()
+                );
+            }
+        }
+    }
+    let ms: Vec<u128> = times.iter().map(Duration::as_millis).collect();
+    println!("failover kill -> first successful write per round (ms): {ms:?}");
+}
