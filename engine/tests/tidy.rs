@@ -34,7 +34,9 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 fn sources() -> Vec<PathBuf> {
     let mut files = Vec::new();
-    for krate in ["engine", "server", "sim", "checkers", "fuzz", "tests"] {
+    for krate in [
+        "engine", "server", "sim", "checkers", "fuzz", "tests", "bench",
+    ] {
         rust_files(&root().join(krate).join("src"), &mut files);
         rust_files(&root().join(krate).join("tests"), &mut files);
     }

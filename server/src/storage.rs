@@ -4,6 +4,7 @@
 //! a temporary file, syncs it, renames it over the old one and syncs the directory, so a crash
 //! leaves either the old or the new content, never a torn file.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
@@ -15,8 +16,9 @@ use nacre_engine::ports::{Disk, DiskFile};
 /// Files of one member under `dir`.
 pub struct FileDisk {
     dir: PathBuf,
-    // Serializes file operations; appends and syncs of one file must not interleave.
-    lock: Mutex<()>,
+    // Open append handles, one per file, reused across calls: opening a file per append and
+    // per fsync cost more than the write itself. The lock also serializes appends and syncs.
+    handles: Mutex<BTreeMap<DiskFile, File>>,
 }
 
 fn io(e: std::io::Error) -> Fatal {
@@ -29,7 +31,7 @@ impl FileDisk {
         fs::create_dir_all(&dir).map_err(io)?;
         Ok(FileDisk {
             dir,
-            lock: Mutex::new(()),
+            handles: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -40,31 +42,44 @@ impl FileDisk {
     fn sync_dir(&self) -> Result<(), Fatal> {
         File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io)
     }
+
+    fn handles(&self) -> std::sync::MutexGuard<'_, BTreeMap<DiskFile, File>> {
+        self.handles.lock().expect("disk lock poisoned")
+    }
+
+    /// Runs `f` on the open append handle of `file`, opening it on first use.
+    fn with_handle<T>(
+        &self,
+        file: DiskFile,
+        f: impl FnOnce(&mut File) -> std::io::Result<T>,
+    ) -> Result<T, Fatal> {
+        let mut handles = self.handles();
+        let handle = match handles.entry(file) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                let h = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.path(file))
+                    .map_err(io)?;
+                v.insert(h)
+            }
+        };
+        f(handle).map_err(io)
+    }
 }
 
 impl Disk for FileDisk {
     fn append(&self, file: DiskFile, bytes: &[u8]) -> Result<(), Fatal> {
-        let _g = self.lock.lock().expect("disk lock poisoned");
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.path(file))
-            .map_err(io)?;
-        f.write_all(bytes).map_err(io)
+        self.with_handle(file, |h| h.write_all(bytes))
     }
 
     fn sync(&self, file: DiskFile) -> Result<(), Fatal> {
-        let _g = self.lock.lock().expect("disk lock poisoned");
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.path(file))
-            .map_err(io)?;
-        f.sync_data().map_err(io)
+        self.with_handle(file, |h| h.sync_data())
     }
 
     fn read(&self, file: DiskFile) -> Result<Option<Vec<u8>>, Fatal> {
-        let _g = self.lock.lock().expect("disk lock poisoned");
+        let _g = self.handles();
         match fs::read(self.path(file)) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -73,17 +88,20 @@ impl Disk for FileDisk {
     }
 
     fn replace(&self, file: DiskFile, bytes: &[u8]) -> Result<(), Fatal> {
-        let _g = self.lock.lock().expect("disk lock poisoned");
+        let mut handles = self.handles();
         let tmp = self.dir.join(format!("{}.tmp", file.name()));
         let mut f = File::create(&tmp).map_err(io)?;
         f.write_all(bytes).map_err(io)?;
         f.sync_all().map_err(io)?;
         fs::rename(&tmp, self.path(file)).map_err(io)?;
+        // The old handle points at the replaced inode: reopen on next use.
+        handles.remove(&file);
         self.sync_dir()
     }
 
     fn truncate(&self, file: DiskFile, len: u64) -> Result<(), Fatal> {
-        let _g = self.lock.lock().expect("disk lock poisoned");
+        let mut handles = self.handles();
+        handles.remove(&file);
         let f = OpenOptions::new()
             .write(true)
             .open(self.path(file))
