@@ -6,6 +6,7 @@
 //! - Every change appends a history row (`I`, `U`, `D`), bounded per key.
 //! - The md5 is the lowercase hex MD5 of the UTF-8 content, as Nacos computes it.
 
+pub mod listen;
 pub mod validate;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -427,6 +428,28 @@ impl ConfigStore {
                 "nid above the counter"
             );
         }
+    }
+
+    /// The md5 changes that turn this table into `newer` (`""` for a removed key), in key
+    /// order: what listeners must hear when a snapshot replaces the table.
+    pub fn md5_changes(&self, newer: &ConfigStore) -> Vec<listen::ConfigChange> {
+        let mut out = Vec::new();
+        for (key, item) in &newer.items {
+            if self.items.get(key).is_none_or(|old| old.md5 != item.md5) {
+                out.push(listen::ConfigChange {
+                    key: key.clone(),
+                    md5: item.md5.clone(),
+                });
+            }
+        }
+        for key in self.items.keys().filter(|k| !newer.items.contains_key(*k)) {
+            out.push(listen::ConfigChange {
+                key: key.clone(),
+                md5: String::new(),
+            });
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
     }
 }
 

@@ -18,6 +18,7 @@ use std::time::Duration;
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState, SnapshotPolicy};
 
+use crate::config::listen::ConfigChange;
 use crate::config::{ConfigItem, ConfigKey};
 use crate::constants::*;
 use crate::error::{Fatal, Reject};
@@ -84,6 +85,7 @@ pub struct CpNode {
     transport: Arc<dyn PeerTransport>,
     clock: Arc<dyn Clock>,
     log: LogStore,
+    config_changes: tokio::sync::broadcast::Sender<ConfigChange>,
 }
 
 fn raft_config(opts: &CpOptions) -> Result<Arc<openraft::Config>, Fatal> {
@@ -118,6 +120,7 @@ impl CpNode {
         let log = LogStore::open(opts.id, disk.clone(), opts.log.clone())?;
         let sm = StateMachineStore::open(opts.id, disk, opts.log.observer.clone())?;
         let state = sm.state();
+        let config_changes = sm.config_changes();
         let network = NetworkFactory {
             transport: transport.clone(),
         };
@@ -131,6 +134,7 @@ impl CpNode {
             transport,
             clock,
             log,
+            config_changes,
         });
         if opts.initial_members.contains_key(&opts.id) {
             tokio::spawn(
@@ -185,6 +189,13 @@ impl CpNode {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(node = self.id, "raft shutdown: {e}");
         }
+    }
+
+    /// Hears every config change this replica applies, in apply order (config listeners, wire
+    /// reference §2.4). Subscribe before reading the state so no change falls in between; on
+    /// `Lagged`, re-check every watched key against the state.
+    pub fn subscribe_config_changes(&self) -> tokio::sync::broadcast::Receiver<ConfigChange> {
+        self.config_changes.subscribe()
     }
 
     /// Reads one config from the local replica.

@@ -1,5 +1,12 @@
 //! The HTTP Open API adapter (wire reference §2): config publish/read/remove on
-//! `/nacos/v1/cs/configs` (§2.4) and the console health probes.
+//! `/nacos/v1/cs/configs` (§2.4) with its `search=accurate|blur` and `show=all` variants, the
+//! listener long poll `/nacos/v1/cs/configs/listener`, config history `/nacos/v1/cs/history`,
+//! and the console health probes.
+//!
+//! A long poll subscribes to the node's applied config changes before it compares md5s, so no
+//! change can fall between the comparison and the wait; it answers at once when something
+//! differs, else holds until a watched key changes or the hold time passes (empty body). At
+//! most `LONG_POLLS_HELD_MAX` polls are held at once; more are refused with 503.
 //!
 //! Parameters arrive in the query string or a form body, for every method (§2.0.1); the query
 //! wins when both name one. Identifiers are checked with the engine's `validate` rules, so the
@@ -8,22 +15,31 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use nacre_engine::config::listen::{self, ListenEntry, Watch};
 use nacre_engine::config::validate::{
     normalize_tenant, validate_content, validate_data_id, validate_group, validate_tenant,
 };
 use nacre_engine::config::CONTENT_BYTES_MAX;
-use nacre_engine::config::{ConfigApplied, ConfigCommand, ConfigKey, PublishConfig};
+use nacre_engine::config::{
+    ConfigApplied, ConfigCommand, ConfigItem, ConfigKey, HistoryEntry, Page, PublishConfig,
+    SearchMode, SearchQuery,
+};
 use nacre_engine::cp_node::CpNode;
 use nacre_engine::error::Reject;
 use nacre_engine::raft::command::{CommandResult, Op};
+use serde_json::{json, Value};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::Receiver;
 
 /// Largest request body: a maximal content, percent-encoded (up to 3 bytes per byte), plus the
 /// other fields.
@@ -31,7 +47,17 @@ pub const HTTP_BODY_BYTES_MAX: usize = 3 * CONTENT_BYTES_MAX + 1024 * 1024;
 /// Most parameters one request may carry.
 pub const HTTP_PARAMS_MAX: usize = 256;
 
+/// Most long polls held at once by this member; one more is refused with 503.
+pub const LONG_POLLS_HELD_MAX: usize = 10_000;
+/// Default page size of a config search (Nacos requires the parameter; we default it).
+const SEARCH_PAGE_SIZE_DEFAULT: u64 = 10;
+/// Default page size of a history search (§2.4: 100, at most 500).
+const HISTORY_PAGE_SIZE_DEFAULT: u64 = 100;
+
 const CONFIGS_PATH: &str = "/nacos/v1/cs/configs";
+const LISTENER_PATH: &str = "/nacos/v1/cs/configs/listener";
+const HISTORY_PATH: &str = "/nacos/v1/cs/history";
+const HISTORY_PREVIOUS_PATH: &str = "/nacos/v1/cs/history/previous";
 const TEXT_PLAIN: &str = "text/plain;charset=UTF-8";
 
 /// The routes of the HTTP API, serving `node`.
@@ -39,10 +65,14 @@ pub fn router(node: Arc<CpNode>) -> Router {
     Router::new()
         .route(
             CONFIGS_PATH,
-            get(get_config).post(publish_config).delete(remove_config),
+            get(get_configs).post(publish_config).delete(remove_config),
         )
+        .route(LISTENER_PATH, post(listen_configs))
+        .route(HISTORY_PATH, get(get_history))
+        .route(HISTORY_PREVIOUS_PATH, get(get_history_previous))
         .route("/nacos/v1/console/health/liveness", get(liveness))
         .route("/nacos/v1/console/health/readiness", get(readiness))
+        .layer(Extension(Arc::new(LongPollGate::default())))
         .layer(DefaultBodyLimit::max(HTTP_BODY_BYTES_MAX))
         .with_state(node)
 }
@@ -114,13 +144,27 @@ impl Params {
     }
 }
 
-async fn get_config(
+/// `GET /v1/cs/configs`: a search, the full record (`show=all`), or the content.
+async fn get_configs(
     State(node): State<Arc<CpNode>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let key = match Params::parse(query.as_deref(), &headers, &body).and_then(|p| p.key(true)) {
+    let p = match Params::parse(query.as_deref(), &headers, &body) {
+        Ok(p) => p,
+        Err(r) => return reject_response(&r),
+    };
+    match (p.get("search"), p.get("show")) {
+        ("accurate", _) => search_configs(&node, &p, SearchMode::Accurate),
+        ("blur", _) => search_configs(&node, &p, SearchMode::Blur),
+        (_, "all") => show_all(&node, &p),
+        _ => get_config(&node, &p),
+    }
+}
+
+fn get_config(node: &CpNode, p: &Params) -> Response {
+    let key = match p.key(true) {
         Ok(k) => k,
         Err(r) => return reject_response(&r),
     };
@@ -220,6 +264,359 @@ async fn write(node: &CpNode, op: Op) -> Response {
     }
 }
 
+/// Counts held long polls against `LONG_POLLS_HELD_MAX`.
+#[derive(Default)]
+struct LongPollGate {
+    held: AtomicUsize,
+}
+
+/// One held long poll; releases its place on drop (also when the client goes away).
+struct HeldPoll(Arc<LongPollGate>);
+
+impl LongPollGate {
+    fn try_hold(self: &Arc<Self>) -> Option<HeldPoll> {
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < LONG_POLLS_HELD_MAX).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| HeldPoll(self.clone()))
+    }
+}
+
+impl Drop for HeldPoll {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The watched entries whose md5 differs from this replica's.
+fn changed_now(node: &CpNode, entries: &[ListenEntry]) -> Vec<ListenEntry> {
+    let state = node.state();
+    let state = state.read().expect("state lock poisoned");
+    listen::changed(entries, |k| {
+        state
+            .configs
+            .get(k)
+            .map(|i| i.md5.clone())
+            .unwrap_or_default()
+    })
+}
+
+/// `POST /v1/cs/configs/listener` (§2.4): answers the changed keys, at once or after a hold.
+async fn listen_configs(
+    State(node): State<Arc<CpNode>>,
+    Extension(gate): Extension<Arc<LongPollGate>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let p = match Params::parse(query.as_deref(), &headers, &body) {
+        Ok(p) => p,
+        Err(r) => return reject_response(&r),
+    };
+    let entries = match listen::parse_listening_configs(p.get("Listening-Configs")) {
+        Ok(e) => e,
+        Err(r) => {
+            // Nacos's controller reports every parse failure as `invalid probeModify`.
+            tracing::debug!("listener rejected: {r}");
+            let r = Reject::InvalidParam(listen::INVALID_PROBE_MODIFY.into());
+            return reject_response(&r);
+        }
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    // Subscribe before comparing: a change applied after the comparison is then still heard.
+    let mut changes = node.subscribe_config_changes();
+    let changed = changed_now(&node, &entries);
+    let no_hangup = header("Long-Pulling-Timeout-No-Hangup") == Some("true");
+    let hold = listen::hold_ms(header("Long-Pulling-Timeout"));
+    let Some(hold) = hold.filter(|_| changed.is_empty() && !no_hangup) else {
+        return listener_answer(&changed);
+    };
+    let Some(_held) = gate.try_hold() else {
+        return reject_response(&Reject::Overloaded(format!(
+            "too many long polls held, limit {LONG_POLLS_HELD_MAX}"
+        )));
+    };
+    let answer = hold_poll(&node, &Watch::new(&entries), &mut changes, hold).await;
+    listener_answer(&answer)
+}
+
+/// Waits up to `hold_ms` for a change of a watched key; the entries to answer (empty on
+/// timeout). After missing changes (`Lagged`) it re-checks every key against the state.
+async fn hold_poll(
+    node: &CpNode,
+    watch: &Watch,
+    changes: &mut Receiver<listen::ConfigChange>,
+    hold_ms: u64,
+) -> Vec<ListenEntry> {
+    let timeout = tokio::time::sleep(Duration::from_millis(hold_ms));
+    tokio::pin!(timeout);
+    loop {
+        tokio::select! {
+            () = &mut timeout => return Vec::new(),
+            received = changes.recv() => match received {
+                Ok(change) => {
+                    if let Some(entry) = watch.on_change(&change) {
+                        return vec![entry];
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "long poll lagged; re-checking its keys");
+                    let changed = changed_now(node, &watch.entries());
+                    if !changed.is_empty() {
+                        return changed;
+                    }
+                }
+                Err(RecvError::Closed) => {
+                    (&mut timeout).await;
+                    return Vec::new();
+                }
+            },
+        }
+    }
+}
+
+fn listener_answer(changed: &[ListenEntry]) -> Response {
+    let mut out = text(StatusCode::OK, listen::encode_changed(changed));
+    let h = out.headers_mut();
+    h.insert("Pragma", HeaderValue::from_static("no-cache"));
+    h.insert("Expires", HeaderValue::from_static("0"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache,no-store"),
+    );
+    out
+}
+
+fn json_response(value: &Value) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json;charset=UTF-8"),
+        )],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+fn page_json<T>(page: &Page<T>, item: impl Fn(&T) -> Value) -> Value {
+    json!({
+        "totalCount": page.total_count,
+        "pageNumber": page.page_number,
+        "pagesAvailable": page.pages_available,
+        "pageItems": page.page_items.iter().map(item).collect::<Vec<Value>>(),
+    })
+}
+
+/// Nacos `ConfigInfo` (ids are strings, §1.4).
+fn config_info_json(i: &ConfigItem) -> Value {
+    json!({
+        "id": i.id.to_string(),
+        "dataId": i.key.data_id,
+        "group": i.key.group,
+        "content": i.content,
+        "md5": i.md5,
+        "encryptedDataKey": i.encrypted_data_key,
+        "tenant": i.key.tenant,
+        "appName": i.app_name,
+        "type": i.config_type,
+    })
+}
+
+/// Nacos `ConfigHistoryInfo`; times as ISO-8601 strings (§1.4).
+fn history_json(h: &HistoryEntry) -> Value {
+    json!({
+        "id": h.nid.to_string(),
+        "lastId": -1,
+        "dataId": h.key.data_id,
+        "group": h.key.group,
+        "tenant": h.key.tenant,
+        "appName": h.app_name,
+        "md5": h.md5,
+        "content": h.content,
+        "srcIp": h.src_ip,
+        "srcUser": h.src_user,
+        "opType": h.op_type.as_str(),
+        "publishType": "formal",
+        "grayName": Value::Null,
+        "extInfo": Value::Null,
+        "createdTime": iso8601_utc(h.modified_ms),
+        "lastModifiedTime": iso8601_utc(h.modified_ms),
+        "encryptedDataKey": h.encrypted_data_key,
+    })
+}
+
+/// Milliseconds since the epoch as ISO-8601 with milliseconds, in UTC (`+00:00`).
+fn iso8601_utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let day_secs = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}+00:00",
+        day_secs / 3600,
+        day_secs % 3600 / 60,
+        day_secs % 60,
+        ms % 1000
+    )
+}
+
+fn page_param(p: &Params, name: &str, default: u64) -> Result<u64, Reject> {
+    match p.get(name) {
+        "" => Ok(default),
+        v => v
+            .parse()
+            .map_err(|_| Reject::InvalidParam(format!("invalid {name} : {v}"))),
+    }
+}
+
+/// `GET /v1/cs/configs?search=accurate|blur`: a `Page<ConfigInfo>` of one namespace.
+fn search_configs(node: &CpNode, p: &Params, mode: SearchMode) -> Response {
+    let query = (|| {
+        Ok::<_, Reject>(SearchQuery {
+            tenant: normalize_tenant(p.get("tenant")),
+            data_id: p.get("dataId").to_string(),
+            group: p.get("group").to_string(),
+            app_name: Some(p.get("appName").to_string()),
+            mode,
+            page_no: page_param(p, "pageNo", 1)?,
+            page_size: page_param(p, "pageSize", SEARCH_PAGE_SIZE_DEFAULT)?,
+        })
+    })();
+    let query = match query {
+        Ok(q) => q,
+        Err(r) => return reject_response(&r),
+    };
+    let state = node.state();
+    let page = state
+        .read()
+        .expect("state lock poisoned")
+        .configs
+        .search(&query);
+    json_response(&page_json(&page, config_info_json))
+}
+
+/// `GET /v1/cs/configs?show=all`: Nacos `ConfigAllInfo`, or an empty body if absent.
+fn show_all(node: &CpNode, p: &Params) -> Response {
+    let key = match p.key(true) {
+        Ok(k) => k,
+        Err(r) => return reject_response(&r),
+    };
+    let Some(i) = node.get_local(&key) else {
+        return text(StatusCode::OK, "");
+    };
+    let mut v = config_info_json(&i);
+    let empty_null = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let extra = json!({
+        "createTime": i.created_ms,
+        "modifyTime": i.modified_ms,
+        "createUser": empty_null(&i.src_user),
+        "createIp": empty_null(&i.src_ip),
+        "desc": empty_null(&i.desc),
+        "use": Value::Null,
+        "effect": Value::Null,
+        "schema": Value::Null,
+        "configTags": empty_null(&i.tags),
+    });
+    if let (Value::Object(base), Value::Object(more)) = (&mut v, extra) {
+        base.extend(more);
+    }
+    json_response(&v)
+}
+
+/// `GET /v1/cs/history`: `search=accurate` lists a config's history (newest first); `nid`
+/// reads one row (empty body if absent or of another config).
+async fn get_history(
+    State(node): State<Arc<CpNode>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let p = match Params::parse(query.as_deref(), &headers, &body) {
+        Ok(p) => p,
+        Err(r) => return reject_response(&r),
+    };
+    let result = if p.get("search") == "accurate" {
+        history_page(&node, &p)
+    } else {
+        history_row(&node, &p, "nid", |store, key, nid| {
+            store
+                .history_get(nid)
+                .filter(|h| key.is_none_or(|k| h.key == *k))
+        })
+    };
+    result.unwrap_or_else(|r| reject_response(&r))
+}
+
+/// `GET /v1/cs/history/previous`: the row before `id` of the same config.
+async fn get_history_previous(
+    State(node): State<Arc<CpNode>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let p = match Params::parse(query.as_deref(), &headers, &body) {
+        Ok(p) => p,
+        Err(r) => return reject_response(&r),
+    };
+    history_row(&node, &p, "id", |store, key, nid| {
+        key.and_then(|k| store.history_previous(k, nid))
+    })
+    .unwrap_or_else(|r| reject_response(&r))
+}
+
+fn history_page(node: &CpNode, p: &Params) -> Result<Response, Reject> {
+    let key = p.key(true)?;
+    let page_no = page_param(p, "pageNo", 1)?;
+    let page_size = page_param(p, "pageSize", HISTORY_PAGE_SIZE_DEFAULT)?;
+    let state = node.state();
+    let page = state
+        .read()
+        .expect("state lock poisoned")
+        .configs
+        .history_list(&key, page_no, page_size);
+    Ok(json_response(&page_json(&page, history_json)))
+}
+
+/// One history row chosen by `find` from the row id in parameter `id_param`; the key is
+/// checked only when `dataId` is given (1.x clients send the id alone).
+fn history_row(
+    node: &CpNode,
+    p: &Params,
+    id_param: &str,
+    find: impl for<'a> Fn(
+        &'a nacre_engine::config::ConfigStore,
+        Option<&ConfigKey>,
+        u64,
+    ) -> Option<&'a HistoryEntry>,
+) -> Result<Response, Reject> {
+    let id = p.get(id_param);
+    let nid: u64 = id
+        .parse()
+        .map_err(|_| Reject::InvalidParam(format!("invalid {id_param} : {id}")))?;
+    let key = if p.get("dataId").is_empty() {
+        None
+    } else {
+        Some(p.key(true)?)
+    };
+    let state = node.state();
+    let state = state.read().expect("state lock poisoned");
+    Ok(match find(&state.configs, key.as_ref(), nid) {
+        Some(h) => json_response(&history_json(h)),
+        None => text(StatusCode::OK, ""),
+    })
+}
+
 async fn liveness() -> Response {
     text(StatusCode::OK, "OK")
 }
@@ -279,6 +676,31 @@ mod tests {
         .expect("ok");
         assert_eq!(p.key(true).expect("valid").tenant, "");
         assert_eq!(p.key(false).expect("valid").tenant, "public");
+    }
+
+    #[test]
+    fn iso8601_matches_the_reference_instant() {
+        assert_eq!(iso8601_utc(0), "1970-01-01T00:00:00.000+00:00");
+        // The reference's `2024-03-01T14:12:26.800+08:00`, in UTC.
+        assert_eq!(
+            iso8601_utc(1_709_273_546_800),
+            "2024-03-01T06:12:26.800+00:00"
+        );
+        assert_eq!(
+            iso8601_utc(951_782_400_000),
+            "2000-02-29T00:00:00.000+00:00"
+        );
+    }
+
+    #[test]
+    fn long_poll_gate_is_bounded_and_released_on_drop() {
+        let gate = Arc::new(LongPollGate::default());
+        let held: Vec<HeldPoll> = (0..LONG_POLLS_HELD_MAX)
+            .map(|_| gate.try_hold().expect("below the bound"))
+            .collect();
+        assert!(gate.try_hold().is_none());
+        drop(held);
+        assert!(gate.try_hold().is_some());
     }
 
     #[test]

@@ -46,6 +46,13 @@ impl Default for LogStoreOptions {
 #[derive(Clone)]
 pub struct LogStore {
     inner: Arc<Mutex<LogInner>>,
+    flush_tx: tokio::sync::mpsc::Sender<PendingFlush>,
+}
+
+/// An append waiting for its fsync.
+struct PendingFlush {
+    callback: LogFlushed<TypeConfig>,
+    entries: Vec<EntryDigest>,
 }
 
 struct LogInner {
@@ -57,6 +64,76 @@ struct LogInner {
     committed: Option<LogId>,
     last_purged: Option<LogId>,
     journal_bytes: u64,
+}
+
+/// The vote a member restarts with. A member that was leader (its own committed vote) comes
+/// back with the same vote uncommitted, so it must win a new election — which appends a fresh
+/// noop entry — before it leads again. Otherwise openraft would resume leadership from the
+/// persisted vote and serve ReadIndex from its recovered commit point, which can be older than
+/// writes it acknowledged before the crash (found by sim seed 1502). The term and the member
+/// voted for are unchanged, so no vote this member granted is forgotten.
+fn restart_vote(node: u64, vote: Vote) -> Vote {
+    if vote.is_committed() && vote.leader_id().voted_for() == Some(node) {
+        Vote::new(vote.leader_id().term, node)
+    } else {
+        vote
+    }
+}
+
+/// Appends waiting for one fsync, at most.
+const FLUSH_QUEUE_MAX: usize = 4_096;
+
+fn sync_journal(disk: &dyn Disk) -> Result<(), Fatal> {
+    if cfg!(feature = "sim-bug-ack-before-sync") {
+        // Deliberate bug for the negative tier: acknowledge without making it durable.
+        return Ok(());
+    }
+    disk.sync(DiskFile::Journal)
+}
+
+/// Makes queued appends durable with one fsync per round, then completes them in order.
+/// Each completed entry that is still in the log (not truncated meanwhile) is reported to the
+/// observer as durably appended.
+async fn flusher(inner: Arc<Mutex<LogInner>>, mut rx: tokio::sync::mpsc::Receiver<PendingFlush>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        // Under the simulator an fsync takes simulated time, so a crash can land between a
+        // batch's write and its sync and leave it lost or torn on disk.
+        #[cfg(madsim)]
+        tokio::time::sleep(std::time::Duration::from_micros(FSYNC_SIM_US)).await;
+        let disk = inner.lock().expect("log store lock poisoned").disk.clone();
+        // The fsync runs without the log lock, so new appends can be written meanwhile; they
+        // are not in this batch and wait for the next round.
+        let result = sync_journal(disk.as_ref());
+        let guard = inner.lock().expect("log store lock poisoned");
+        for p in batch {
+            match &result {
+                Ok(()) => {
+                    if let Some(obs) = &guard.options.observer {
+                        let present: Vec<EntryDigest> = p
+                            .entries
+                            .iter()
+                            .filter(|d| {
+                                guard
+                                    .entries
+                                    .get(&d.index)
+                                    .is_some_and(|e| entry_digest(e) == **d)
+                            })
+                            .copied()
+                            .collect();
+                        obs.on_append(guard.node, &present);
+                    }
+                    p.callback.log_io_completed(Ok(()));
+                }
+                Err(e) => p
+                    .callback
+                    .log_io_completed(Err(std::io::Error::other(e.to_string()))),
+            }
+        }
+    }
 }
 
 /// The digest of an entry as the checkers see it.
@@ -93,15 +170,16 @@ impl LogStore {
             disk,
             options,
             entries: rec.entries,
-            vote: rec.vote,
+            vote: rec.vote.map(|v| restart_vote(node, v)),
             committed: rec.committed,
             last_purged: rec.last_purged,
             journal_bytes: rec.valid_len,
         };
         inner.check_invariants();
-        Ok(LogStore {
-            inner: Arc::new(Mutex::new(inner)),
-        })
+        let inner = Arc::new(Mutex::new(inner));
+        let (flush_tx, flush_rx) = tokio::sync::mpsc::channel(FLUSH_QUEUE_MAX);
+        tokio::spawn(flusher(inner.clone(), flush_rx));
+        Ok(LogStore { inner, flush_tx })
     }
 
     fn lock(&self) -> MutexGuard<'_, LogInner> {
@@ -139,11 +217,7 @@ impl LogInner {
     }
 
     fn sync(&mut self) -> Result<(), Fatal> {
-        if cfg!(feature = "sim-bug-ack-before-sync") {
-            // Deliberate bug for the negative tier: acknowledge without making it durable.
-            return Ok(());
-        }
-        self.disk.sync(DiskFile::Journal)
+        sync_journal(self.disk.as_ref())
     }
 
     fn compact_if_needed(&mut self) -> Result<(), Fatal> {
@@ -238,11 +312,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         let mut inner = self.lock();
-        // Synced: after a restart openraft may resume leadership from the persisted vote without
-        // a fresh noop entry, and then serves ReadIndex from this commit point; a stale one
-        // would let a linearizable read miss acknowledged writes (found by sim seed 1502).
+        // Not synced: a lost commit point is learned again from the leader. (A restarted
+        // leader never serves ReadIndex from it: see `open`, which re-runs its election.)
         inner
-            .write(&JournalRecord::Committed(committed), true)
+            .write(&JournalRecord::Committed(committed), false)
             .map_err(io_err)?;
         inner.committed = committed;
         Ok(())
@@ -262,31 +335,28 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let written = self
-            .lock()
-            .write(&JournalRecord::Entries(entries.clone()), false);
-        if let Err(e) = written {
-            callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-            return Err(io_err(e));
-        }
-        // The fsync window. Under the simulator an fsync takes simulated time, so a crash can
-        // land between the write and its sync and leave a lost or torn batch on disk.
-        #[cfg(madsim)]
-        tokio::time::sleep(std::time::Duration::from_micros(FSYNC_SIM_US)).await;
-        let mut inner = self.lock();
-        if let Err(e) = inner.sync() {
-            callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-            return Err(io_err(e));
-        }
         let digests: Vec<EntryDigest> = entries.iter().map(entry_digest).collect();
-        for e in entries {
-            inner.entries.insert(e.log_id.index, e);
+        {
+            let mut inner = self.lock();
+            if let Err(e) = inner.write(&JournalRecord::Entries(entries.clone()), false) {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                return Err(io_err(e));
+            }
+            for e in entries {
+                inner.entries.insert(e.log_id.index, e);
+            }
         }
-        if let Some(obs) = &inner.options.observer {
-            obs.on_append(inner.node, &digests);
+        // Durability is the flusher's job: it fsyncs once for every append queued meanwhile
+        // and only then tells openraft (group commit across concurrent proposals).
+        let pending = PendingFlush {
+            callback,
+            entries: digests,
+        };
+        if let Err(e) = self.flush_tx.send(pending).await {
+            e.0.callback
+                .log_io_completed(Err(std::io::Error::other("log flusher stopped")));
+            return Err(io_err(Fatal::Io("log flusher stopped".into())));
         }
-        drop(inner);
-        callback.log_io_completed(Ok(()));
         Ok(())
     }
 

@@ -5,6 +5,11 @@
 //! digest of the state it holds. It is validated when it is built, when it is read back from
 //! disk on start, and when it is received from a leader, so a corrupted snapshot is refused,
 //! never installed (DESIGN §4).
+//!
+//! Every applied change of a config (its key and new md5, `""` once removed) is published on a
+//! bounded broadcast channel after the apply, in apply order, for the config listeners (wire
+//! reference §2.4). An installed snapshot publishes the md5 differences it made. A receiver that
+//! lags behind the channel's capacity gets `Lagged` and must re-check all its keys.
 
 use std::io::Cursor;
 use std::sync::{Arc, Mutex, RwLock};
@@ -12,11 +17,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 
 use super::command::{CommandResult, Op};
 use super::log_store::entry_digest;
 use super::type_config::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
-use crate::config::ConfigStore;
+use crate::config::listen::{ConfigChange, CONFIG_CHANGES_CAPACITY};
+use crate::config::{ConfigApplied, ConfigCommand, ConfigStore};
 use crate::error::{DecodeError, Fatal};
 use crate::ports::{Disk, DiskFile, RaftObserver};
 use crate::wire::frame::{decode_msg, encode_msg};
@@ -55,6 +62,30 @@ impl CpState {
                 }
             },
         }
+    }
+}
+
+/// The listener-visible change an applied entry made, if any.
+fn config_change(entry: &Entry, result: &CommandResult) -> Option<ConfigChange> {
+    let EntryPayload::Normal(cmd) = &entry.payload else {
+        return None;
+    };
+    match (&cmd.op, result) {
+        (
+            Op::Config(ConfigCommand::Publish(p)),
+            CommandResult::Config(ConfigApplied::Published { md5 }),
+        ) => Some(ConfigChange {
+            key: p.key.clone(),
+            md5: md5.clone(),
+        }),
+        (
+            Op::Config(ConfigCommand::Remove { key, .. }),
+            CommandResult::Config(ConfigApplied::Removed { existed: true }),
+        ) => Some(ConfigChange {
+            key: key.clone(),
+            md5: String::new(),
+        }),
+        _ => None,
     }
 }
 
@@ -112,6 +143,7 @@ pub struct StateMachineStore {
     current: Arc<Mutex<Option<CurrentSnapshot>>>,
     observer: Option<Arc<dyn RaftObserver>>,
     snapshot_seq: Arc<Mutex<u64>>,
+    config_changes: broadcast::Sender<ConfigChange>,
 }
 
 fn sm_err(e: impl std::fmt::Display) -> StorageError {
@@ -145,7 +177,20 @@ impl StateMachineStore {
             current: Arc::new(Mutex::new(current)),
             observer,
             snapshot_seq: Arc::new(Mutex::new(0)),
+            config_changes: broadcast::channel(CONFIG_CHANGES_CAPACITY).0,
         })
+    }
+
+    /// The sender of applied config changes; subscribe to it to hear them.
+    pub fn config_changes(&self) -> broadcast::Sender<ConfigChange> {
+        self.config_changes.clone()
+    }
+
+    /// Publishes changes to the listeners. Having no listener is normal.
+    fn publish_changes(&self, changes: Vec<ConfigChange>) {
+        for change in changes {
+            let _ = self.config_changes.send(change);
+        }
     }
 
     /// The shared state, for local reads.
@@ -216,13 +261,20 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: Send,
     {
         let mut out = Vec::new();
-        let mut state = self.state.write().expect("state lock poisoned");
-        for entry in entries {
-            out.push(state.apply_entry(&entry));
-            if let Some(obs) = &self.observer {
-                obs.on_apply(self.node, &entry_digest(&entry));
+        let mut changes = Vec::new();
+        {
+            let mut state = self.state.write().expect("state lock poisoned");
+            for entry in entries {
+                let result = state.apply_entry(&entry);
+                changes.extend(config_change(&entry, &result));
+                out.push(result);
+                if let Some(obs) = &self.observer {
+                    obs.on_apply(self.node, &entry_digest(&entry));
+                }
             }
         }
+        // Published once the state holds them, so a listener that re-reads sees them.
+        self.publish_changes(changes);
         Ok(out)
     }
 
@@ -251,7 +303,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .map_err(sm_err)?;
         let digest = image.state_digest;
         let index = image.meta.last_log_id.map(|l| l.index).unwrap_or(0);
-        *self.state.write().expect("state lock poisoned") = image.state;
+        let changes = {
+            let mut state = self.state.write().expect("state lock poisoned");
+            let changes = state.configs.md5_changes(&image.state.configs);
+            *state = image.state;
+            changes
+        };
+        self.publish_changes(changes);
         *self.current.lock().expect("snapshot lock poisoned") = Some((meta.clone(), bytes));
         crate::coverage::hit(crate::coverage::Mark::SnapshotInstalled);
         if let Some(obs) = &self.observer {
