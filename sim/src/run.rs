@@ -1,7 +1,6 @@
 //! One simulated run: build the cluster, run the workload under the fault plan (safety phase),
 //! heal everything and wait for the cluster to converge (liveness phase), then check.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,7 +10,6 @@ use nacre_engine::raft::command::Op;
 use crate::check::durability::{self, AckedWrite};
 use crate::check::monotonic_reads::{self, LocalRead};
 use crate::check::Violation;
-use crate::history::to_checker_ops;
 use crate::nemesis::{self, LeaderLoss};
 use crate::report::{Failover, RunReport, Summary};
 use crate::scenario::Scenario;
@@ -281,14 +279,4 @@ fn measure_failover(
             }
         })
         .collect()
-}
-
-/// Groups a history by key, for the summary.
-pub fn ops_by_key(ops: &[crate::workload::OpRecord]) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for o in ops {
-        *m.entry(o.key.clone()).or_insert(0) += 1;
-    }
-    let _ = to_checker_ops;
-    m
 }
