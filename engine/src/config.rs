@@ -124,6 +124,24 @@ pub struct PublishConfig {
     pub src_ip: String,
 }
 
+impl PublishConfig {
+    /// A plain publish of `content` under `key`: no CAS, type `text`, no metadata.
+    pub fn new(key: ConfigKey, content: impl Into<String>) -> PublishConfig {
+        PublishConfig {
+            key,
+            content: content.into(),
+            cas_md5: None,
+            config_type: String::new(),
+            desc: String::new(),
+            tags: String::new(),
+            app_name: String::new(),
+            encrypted_data_key: String::new(),
+            src_user: String::new(),
+            src_ip: String::new(),
+        }
+    }
+}
+
 /// A replicated config command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConfigCommand {
@@ -464,16 +482,8 @@ mod tests {
 
     fn publish(d: &str, content: &str, cas: Option<&str>) -> ConfigCommand {
         ConfigCommand::Publish(PublishConfig {
-            key: key(d),
-            content: content.into(),
             cas_md5: cas.map(Into::into),
-            config_type: String::new(),
-            desc: String::new(),
-            tags: String::new(),
-            app_name: String::new(),
-            encrypted_data_key: String::new(),
-            src_user: String::new(),
-            src_ip: String::new(),
+            ..PublishConfig::new(key(d), content)
         })
     }
 

@@ -395,18 +395,7 @@ mod tests {
     fn a_replaced_table_reports_its_md5_differences() {
         use crate::config::{md5_hex, ConfigCommand, ConfigStore, PublishConfig};
         let publish = |d: &str, content: &str| {
-            ConfigCommand::Publish(PublishConfig {
-                key: ConfigKey::new("", "g", d),
-                content: content.into(),
-                cas_md5: None,
-                config_type: String::new(),
-                desc: String::new(),
-                tags: String::new(),
-                app_name: String::new(),
-                encrypted_data_key: String::new(),
-                src_user: String::new(),
-                src_ip: String::new(),
-            })
+            ConfigCommand::Publish(PublishConfig::new(ConfigKey::new("", "g", d), content))
         };
         let mut old = ConfigStore::new();
         old.apply(1, 1, &publish("same", "x"));

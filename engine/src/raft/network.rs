@@ -167,18 +167,7 @@ mod tests {
     use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
 
     fn big_entry(index: u64, bytes: usize) -> Entry<TypeConfig> {
-        let publish = PublishConfig {
-            key: ConfigKey::new("", "G", "d"),
-            content: "x".repeat(bytes),
-            cas_md5: None,
-            config_type: String::new(),
-            desc: String::new(),
-            tags: String::new(),
-            app_name: String::new(),
-            encrypted_data_key: String::new(),
-            src_user: String::new(),
-            src_ip: String::new(),
-        };
+        let publish = PublishConfig::new(ConfigKey::new("", "G", "d"), "x".repeat(bytes));
         let cmd = Command {
             now_ms: 0,
             op: Op::Config(ConfigCommand::Publish(publish)),
