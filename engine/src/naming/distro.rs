@@ -1,0 +1,1128 @@
+//! Distro: AP replication of ephemeral naming data between members, as a sans-IO state
+//! machine (DESIGN §2, wire reference §5.4).
+//!
+//! Inputs are method calls carrying `now` (monotonic milliseconds); outputs are `Effect`s the
+//! driver drains: messages to send (whose outcome comes back through `on_reply`) and pushes to
+//! local subscribers. Nothing here touches a clock, a socket or a random source.
+//!
+//! Ownership. A connection client belongs to the member holding its connection. An HTTP
+//! (`ip:port`) client belongs to the member responsible for its tag over the sorted healthy
+//! members (`java_hash`); writes elsewhere are routed there. Only the owner changes a client,
+//! and a member accepts a remote change only from the member it believes owns the client.
+//!
+//! Replication. A change queues a sync task per other member, merged per key (newest action
+//! wins, the first due time stays) and sent after `sync_delay_ms`; a failed send is retried
+//! after `sync_retry_ms`, one send per key and target at a time so a target never sees two
+//! versions out of order. Every `verify_interval_ms` an owner sends each member the manifest of
+//! the clients it owns (revision and digest per client); the receiver renews matching copies,
+//! reports the rest as failed — the owner resends them at once — and drops copies attributed to
+//! that owner which the manifest no longer lists. A starting member loads a snapshot from its
+//! peers, one after another, before it sends manifests; a loaded snapshot only adds clients the
+//! member does not have, so it never deletes what clients registered meanwhile.
+//!
+//! Expiry. The owner of an HTTP client marks an instance unhealthy after `beat_unhealthy_ms`
+//! without a beat and deletes it after `beat_delete_ms`; a connection idle for `conn_idle_ms`
+//! is closed; a synced copy not renewed for `synced_expire_ms` is dropped.
+//!
+//! Member health. Every `report_interval_ms` each member reports to every other member; an
+//! answer or an incoming report marks the peer UP, a failure SUSPICIOUS, `member_fail_max`
+//! consecutive failures DOWN. The healthy list (UP and SUSPICIOUS, plus self) decides HTTP
+//! client ownership.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::fnv64;
+use crate::naming::java_hash::responsible;
+use crate::naming::{Instance, ServiceKey};
+
+/// Timing of Distro, Nacos defaults unless noted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DistroTimings {
+    /// Merge delay of a sync task.
+    pub sync_delay_ms: u64,
+    /// Retry delay of a failed sync.
+    pub sync_retry_ms: u64,
+    /// Period of the verify manifests.
+    pub verify_interval_ms: u64,
+    /// Wait before a new round of snapshot load after every peer failed (Nacos: 30 s; Nacre
+    /// retries sooner so a member restarted during a partition converges soon after the heal).
+    pub load_retry_ms: u64,
+    /// Period of member reports (Nacos reports round robin every 2 s; Nacre reports to every
+    /// member each period, so a dead member is DOWN after `member_fail_max` periods).
+    pub report_interval_ms: u64,
+    /// Consecutive failed reports that make a member DOWN.
+    pub member_fail_max: u32,
+    /// An HTTP client's instance is unhealthy after this long without a beat.
+    pub beat_unhealthy_ms: u64,
+    /// An HTTP client's instance is deleted after this long without a beat.
+    pub beat_delete_ms: u64,
+    /// A synced (non-owned) client is dropped this long after its last renewal.
+    pub synced_expire_ms: u64,
+    /// A connection without a keepalive for this long is closed.
+    pub conn_idle_ms: u64,
+}
+
+impl Default for DistroTimings {
+    fn default() -> Self {
+        DistroTimings {
+            sync_delay_ms: 1_000,
+            sync_retry_ms: 3_000,
+            verify_interval_ms: 5_000,
+            load_retry_ms: 5_000,
+            report_interval_ms: 2_000,
+            member_fail_max: 3,
+            beat_unhealthy_ms: 15_000,
+            beat_delete_ms: 30_000,
+            synced_expire_ms: 180_000,
+            conn_idle_ms: 20_000,
+        }
+    }
+}
+
+/// How a client reached the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ClientKind {
+    /// A gRPC connection (2.x SDKs), owned by the member holding it.
+    Connection,
+    /// An HTTP `ip:port` client (1.x style), owned by the responsible member.
+    IpPort,
+}
+
+/// The replicated data of one client: what it publishes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientData {
+    pub id: String,
+    pub kind: ClientKind,
+    /// Incremented by the owner on every change.
+    pub revision: u64,
+    pub instances: BTreeMap<ServiceKey, Instance>,
+}
+
+impl ClientData {
+    /// A digest of the whole client data, compared by verify.
+    pub fn digest(&self) -> u64 {
+        fnv64(&postcard::to_allocvec(self).unwrap_or_default())
+    }
+}
+
+/// The client id of an HTTP client: `ip:port#true`.
+pub fn ip_port_client_id(ip: &str, port: u16) -> String {
+    format!("{ip}:{port}#true")
+}
+
+/// The ownership tag of a client id (`ip:port` for HTTP clients).
+fn tag_of(client: &str) -> &str {
+    client.strip_suffix("#true").unwrap_or(client)
+}
+
+/// One entry of a verify manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyEntry {
+    pub client: String,
+    pub revision: u64,
+    pub digest: u64,
+}
+
+/// A Distro message from one member to another.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum DistroMsg {
+    /// The full data of a client (ADD/CHANGE).
+    Sync(ClientData),
+    /// The client is gone.
+    Delete { client: String },
+    /// The manifest of every client the sender owns.
+    Verify(Vec<VerifyEntry>),
+    /// Asks for every client the receiver knows.
+    SnapshotQuery,
+    /// The sender is alive.
+    Report,
+}
+
+/// The answer to a `DistroMsg`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum DistroReply {
+    Ok,
+    /// The receiver does not take this change from the sender (it owns the client, or believes
+    /// another member does); the sender drops it.
+    Rejected,
+    /// Clients of the manifest whose copy is missing or differs.
+    Verified { failed: Vec<String> },
+    /// Every client the receiver knows, with the member that owns it.
+    Snapshot(Vec<(ClientData, String)>),
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Send `msg` to member `to`; report the outcome with `on_reply(id, ..)`.
+    Send { id: u64, to: String, msg: DistroMsg },
+    /// Tell a local subscriber the new instance list of a service.
+    Push {
+        subscriber: String,
+        service: ServiceKey,
+        hosts: Vec<Instance>,
+    },
+}
+
+/// Health of a peer member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum MemberState {
+    Up,
+    Suspicious,
+    Down,
+}
+
+/// Why a client operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum NamingError {
+    #[error("connection {0} is not known to this server")]
+    UnknownConnection(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("forward to the responsible server failed: {0}")]
+    ForwardFailed(String),
+}
+
+/// A write of an HTTP (`ip:port`) client, routed to the responsible member.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum IpPortWrite {
+    Register {
+        service: ServiceKey,
+        instance: Instance,
+    },
+    Deregister {
+        service: ServiceKey,
+        ip: String,
+        port: u16,
+    },
+    Beat {
+        service: ServiceKey,
+        ip: String,
+        port: u16,
+    },
+}
+
+impl IpPortWrite {
+    /// The ownership tag (`ip:port`) of the write's client.
+    pub fn tag(&self) -> String {
+        match self {
+            IpPortWrite::Register { instance, .. } => instance.address(),
+            IpPortWrite::Deregister { ip, port, .. } | IpPortWrite::Beat { ip, port, .. } => {
+                format!("{ip}:{port}")
+            }
+        }
+    }
+}
+
+/// The outcome of an HTTP client write, with the member that applied it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IpPortOutcome {
+    Done { at: String },
+    /// A beat for an instance the responsible member does not know (Nacos code 20404).
+    BeatNotFound { at: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Origin {
+    /// Created or last changed here.
+    Local,
+    /// A copy last sent (or confirmed) by this member.
+    Remote(String),
+}
+
+#[derive(Debug, Clone)]
+struct Client {
+    data: ClientData,
+    origin: Origin,
+    /// Last sync or verify that confirmed a remote copy; last keepalive of a local connection.
+    last_renew_ms: u64,
+    /// Last beat per published service (HTTP clients).
+    beats: BTreeMap<ServiceKey, u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TaskOp {
+    Change,
+    Delete,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Task {
+    due_ms: u64,
+    op: TaskOp,
+}
+
+#[derive(Debug, Clone)]
+enum InFlight {
+    Sync { client: String, target: String },
+    Verify { target: String },
+    Load { target: String },
+    Report { target: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Peer {
+    state: MemberState,
+    fails: u32,
+}
+
+#[derive(Debug, Clone)]
+enum Load {
+    /// Waiting until `at_ms` before the next round; the round asks members in order.
+    Waiting { at_ms: u64 },
+    /// Asking member `index` of the round.
+    Asking { index: usize },
+    Done,
+}
+
+/// The Distro state machine of one member.
+#[derive(Debug)]
+pub struct Distro {
+    me: String,
+    timings: DistroTimings,
+    peers: BTreeMap<String, Peer>,
+    /// `healthy_members()`, recomputed when a peer's health or the member list changes.
+    healthy: Vec<String>,
+    clients: BTreeMap<String, Client>,
+    by_service: BTreeMap<ServiceKey, BTreeSet<String>>,
+    subscribers: BTreeMap<ServiceKey, BTreeSet<String>>,
+    last_pushed: BTreeMap<ServiceKey, u64>,
+    touched: BTreeSet<ServiceKey>,
+    tasks: BTreeMap<(String, String), Task>,
+    sending: BTreeSet<(String, String)>,
+    in_flight: BTreeMap<u64, InFlight>,
+    next_id: u64,
+    load: Load,
+    next_verify_ms: u64,
+    next_report_ms: u64,
+    out: Vec<Effect>,
+}
+
+impl Distro {
+    /// A member `me` among `members` (which may include `me`). With no other member the member
+    /// is standalone and loaded at once.
+    pub fn new(me: &str, members: &[String], timings: DistroTimings, now: u64) -> Distro {
+        let mut d = Distro {
+            me: me.to_string(),
+            peers: BTreeMap::new(),
+            healthy: Vec::new(),
+            clients: BTreeMap::new(),
+            by_service: BTreeMap::new(),
+            subscribers: BTreeMap::new(),
+            last_pushed: BTreeMap::new(),
+            touched: BTreeSet::new(),
+            tasks: BTreeMap::new(),
+            sending: BTreeSet::new(),
+            in_flight: BTreeMap::new(),
+            next_id: 1,
+            load: Load::Asking { index: 0 },
+            next_verify_ms: now + timings.verify_interval_ms,
+            next_report_ms: now,
+            out: Vec::new(),
+            timings,
+        };
+        d.set_members(now, members);
+        if d.peers.is_empty() {
+            d.load = Load::Done;
+        }
+        d
+    }
+
+    /// This member's name.
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// Takes the effects produced so far.
+    pub fn drain(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// True once the initial snapshot load finished (readiness).
+    pub fn loaded(&self) -> bool {
+        matches!(self.load, Load::Done)
+    }
+
+    /// Replaces the member list (cluster.conf changed, a member joined or left).
+    pub fn set_members(&mut self, _now: u64, members: &[String]) {
+        let wanted: BTreeSet<&String> = members.iter().filter(|m| **m != self.me).collect();
+        self.peers.retain(|m, _| wanted.contains(m));
+        for m in wanted {
+            self.peers.entry(m.clone()).or_insert(Peer {
+                state: MemberState::Up,
+                fails: 0,
+            });
+        }
+        self.tasks.retain(|(_, t), _| self.peers.contains_key(t));
+        self.refresh_healthy();
+    }
+
+    fn refresh_healthy(&mut self) {
+        let mut v: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.state != MemberState::Down)
+            .map(|(m, _)| m.clone())
+            .chain(std::iter::once(self.me.clone()))
+            .collect();
+        v.sort();
+        self.healthy = v;
+    }
+
+    /// Members in state UP or SUSPICIOUS, plus self, sorted.
+    pub fn healthy_members(&self) -> Vec<String> {
+        self.healthy.clone()
+    }
+
+    /// Health of every peer.
+    pub fn member_states(&self) -> BTreeMap<String, MemberState> {
+        self.peers.iter().map(|(m, p)| (m.clone(), p.state)).collect()
+    }
+
+    /// The member responsible for an HTTP client tag (`ip:port`).
+    pub fn responsible_for(&self, tag: &str) -> String {
+        responsible(tag, &self.healthy)
+            .cloned()
+            .unwrap_or_else(|| self.me.clone())
+    }
+
+    /// Where an HTTP client write must go: `None` when this member handles it.
+    pub fn route(&self, tag: &str) -> Option<String> {
+        let r = self.responsible_for(tag);
+        (r != self.me).then_some(r)
+    }
+
+    fn owns(&self, c: &Client) -> bool {
+        match c.data.kind {
+            ClientKind::Connection => c.origin == Origin::Local,
+            ClientKind::IpPort => self.responsible_for(tag_of(&c.data.id)) == self.me,
+        }
+    }
+
+    // ----- reads -----------------------------------------------------------------------------
+
+    /// Every instance of a service known here, one per instance id (a healthy copy wins).
+    pub fn instances(&self, service: &ServiceKey) -> Vec<Instance> {
+        let mut by_id: BTreeMap<String, Instance> = BTreeMap::new();
+        for id in self.by_service.get(service).into_iter().flatten() {
+            if let Some(i) = self.clients.get(id).and_then(|c| c.data.instances.get(service)) {
+                let key = i.instance_id(service);
+                match by_id.get(&key) {
+                    Some(prev) if prev.healthy || !i.healthy => {}
+                    _ => {
+                        by_id.insert(key, i.clone());
+                    }
+                }
+            }
+        }
+        by_id.into_values().collect()
+    }
+
+    /// Every service with at least one instance.
+    pub fn services(&self) -> Vec<ServiceKey> {
+        self.by_service.keys().cloned().collect()
+    }
+
+    /// The data of one client.
+    pub fn client(&self, id: &str) -> Option<&ClientData> {
+        self.clients.get(id).map(|c| &c.data)
+    }
+
+    /// Ids of every client known here.
+    pub fn client_ids(&self) -> Vec<String> {
+        self.clients.keys().cloned().collect()
+    }
+
+    /// Number of clients this member owns.
+    pub fn owned_count(&self) -> usize {
+        self.clients.values().filter(|c| self.owns(c)).count()
+    }
+
+    // ----- connection clients ----------------------------------------------------------------
+
+    /// A client connected here.
+    pub fn connect(&mut self, now: u64, conn: &str) {
+        self.clients.entry(conn.to_string()).or_insert(Client {
+            data: ClientData {
+                id: conn.to_string(),
+                kind: ClientKind::Connection,
+                revision: 0,
+                instances: BTreeMap::new(),
+            },
+            origin: Origin::Local,
+            last_renew_ms: now,
+            beats: BTreeMap::new(),
+        });
+    }
+
+    /// A keepalive on a connection; false if the connection is not known here.
+    pub fn keepalive(&mut self, now: u64, conn: &str) -> bool {
+        match self.clients.get_mut(conn) {
+            Some(c) if c.origin == Origin::Local && c.data.kind == ClientKind::Connection => {
+                c.last_renew_ms = now;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn local_conn(&mut self, conn: &str) -> Result<&mut Client, NamingError> {
+        match self.clients.get_mut(conn) {
+            Some(c) if c.origin == Origin::Local && c.data.kind == ClientKind::Connection => Ok(c),
+            _ => Err(NamingError::UnknownConnection(conn.to_string())),
+        }
+    }
+
+    /// The connection closed (or was ejected): its instances and subscriptions go.
+    pub fn disconnect(&mut self, now: u64, conn: &str) {
+        if self.local_conn(conn).is_err() {
+            return;
+        }
+        for subs in self.subscribers.values_mut() {
+            subs.remove(conn);
+        }
+        self.subscribers.retain(|_, s| !s.is_empty());
+        self.remove_client(conn);
+        self.queue_all(now, conn, TaskOp::Delete);
+        self.flush_pushes();
+    }
+
+    /// A connection client registers (or re-registers) an instance of a service.
+    pub fn register(
+        &mut self,
+        now: u64,
+        conn: &str,
+        service: &ServiceKey,
+        instance: Instance,
+    ) -> Result<(), NamingError> {
+        let c = self.local_conn(conn)?;
+        c.last_renew_ms = now;
+        let mut data = c.data.clone();
+        if data.instances.get(service) == Some(&instance) {
+            return Ok(()); // an identical re-registration changes nothing (alibaba/nacos#10693)
+        }
+        data.instances.insert(service.clone(), instance);
+        self.change_owned(now, data, Origin::Local);
+        Ok(())
+    }
+
+    /// A connection client deregisters its instance of a service.
+    pub fn deregister(
+        &mut self,
+        now: u64,
+        conn: &str,
+        service: &ServiceKey,
+    ) -> Result<(), NamingError> {
+        let c = self.local_conn(conn)?;
+        let mut data = c.data.clone();
+        if data.instances.remove(service).is_some() {
+            self.change_owned(now, data, Origin::Local);
+        }
+        Ok(())
+    }
+
+    /// A connection client subscribes to a service; it is told the current list at once.
+    pub fn subscribe(
+        &mut self,
+        _now: u64,
+        conn: &str,
+        service: &ServiceKey,
+    ) -> Result<(), NamingError> {
+        self.local_conn(conn)?;
+        self.subscribers
+            .entry(service.clone())
+            .or_default()
+            .insert(conn.to_string());
+        let hosts = self.instances(service);
+        self.out.push(Effect::Push {
+            subscriber: conn.to_string(),
+            service: service.clone(),
+            hosts,
+        });
+        Ok(())
+    }
+
+    // ----- HTTP clients ----------------------------------------------------------------------
+
+    /// Applies an HTTP client write here (the caller routed it, see `route`).
+    pub fn apply_ip_port(&mut self, now: u64, write: &IpPortWrite) -> IpPortOutcome {
+        let at = self.me.clone();
+        let (ip, port) = match write {
+            IpPortWrite::Register { instance, .. } => (instance.ip.clone(), instance.port),
+            IpPortWrite::Deregister { ip, port, .. } | IpPortWrite::Beat { ip, port, .. } => {
+                (ip.clone(), *port)
+            }
+        };
+        let id = ip_port_client_id(&ip, port);
+        match write {
+            IpPortWrite::Register { service, instance } => {
+                let mut data = self.clients.get(&id).map(|c| c.data.clone()).unwrap_or(
+                    ClientData {
+                        id: id.clone(),
+                        kind: ClientKind::IpPort,
+                        revision: 0,
+                        instances: BTreeMap::new(),
+                    },
+                );
+                let changed = data.instances.get(service) != Some(instance);
+                data.instances.insert(service.clone(), instance.clone());
+                if changed || !self.clients.contains_key(&id) {
+                    self.change_owned(now, data, Origin::Local);
+                }
+                if let Some(c) = self.clients.get_mut(&id) {
+                    c.beats.insert(service.clone(), now);
+                }
+            }
+            IpPortWrite::Deregister { service, .. } => match self.clients.get(&id) {
+                Some(c) => {
+                    let mut data = c.data.clone();
+                    if data.instances.remove(service).is_some() {
+                        self.change_owned(now, data, Origin::Local);
+                    }
+                }
+                // Unknown here (this member became responsible without a copy): copies other
+                // members may hold are deleted all the same.
+                None => self.queue_all(now, &id, TaskOp::Delete),
+            },
+            IpPortWrite::Beat { service, .. } => {
+                let Some(c) = self.clients.get_mut(&id) else {
+                    return IpPortOutcome::BeatNotFound { at };
+                };
+                let Some(inst) = c.data.instances.get(service) else {
+                    return IpPortOutcome::BeatNotFound { at };
+                };
+                c.beats.insert(service.clone(), now);
+                if !inst.healthy {
+                    let mut data = c.data.clone();
+                    if let Some(i) = data.instances.get_mut(service) {
+                        i.healthy = true;
+                    }
+                    self.change_owned(now, data, Origin::Local);
+                }
+            }
+        }
+        self.flush_pushes();
+        IpPortOutcome::Done { at }
+    }
+
+    // ----- local changes ---------------------------------------------------------------------
+
+    /// Stores a new version of a client this member changes, and queues its sync.
+    fn change_owned(&mut self, now: u64, mut data: ClientData, origin: Origin) {
+        let id = data.id.clone();
+        if data.kind == ClientKind::IpPort && data.instances.is_empty() {
+            if self.clients.contains_key(&id) {
+                self.remove_client(&id);
+                self.queue_all(now, &id, TaskOp::Delete);
+            }
+            return;
+        }
+        data.revision += 1;
+        let (renew, beats) = match self.clients.get(&id) {
+            Some(c) => (c.last_renew_ms.max(now), c.beats.clone()),
+            None => (now, BTreeMap::new()),
+        };
+        self.put_client(Client {
+            data,
+            origin,
+            last_renew_ms: renew,
+            beats,
+        });
+        self.queue_all(now, &id, TaskOp::Change);
+    }
+
+    fn put_client(&mut self, c: Client) {
+        let id = c.data.id.clone();
+        if let Some(old) = self.clients.get(&id) {
+            for s in old.data.instances.keys() {
+                self.touched.insert(s.clone());
+                if let Some(set) = self.by_service.get_mut(s) {
+                    set.remove(&id);
+                }
+            }
+        }
+        for s in c.data.instances.keys() {
+            self.touched.insert(s.clone());
+            self.by_service.entry(s.clone()).or_default().insert(id.clone());
+        }
+        self.by_service.retain(|_, set| !set.is_empty());
+        self.clients.insert(id, c);
+    }
+
+    fn remove_client(&mut self, id: &str) {
+        if let Some(old) = self.clients.remove(id) {
+            for s in old.data.instances.keys() {
+                self.touched.insert(s.clone());
+                if let Some(set) = self.by_service.get_mut(s) {
+                    set.remove(id);
+                }
+            }
+            self.by_service.retain(|_, set| !set.is_empty());
+        }
+    }
+
+    /// Queues a sync of `client` to every peer, merged with a pending one.
+    fn queue_all(&mut self, now: u64, client: &str, op: TaskOp) {
+        let targets: Vec<String> = self.peers.keys().cloned().collect();
+        for t in targets {
+            self.queue(now + self.timings.sync_delay_ms, client, &t, op);
+        }
+    }
+
+    fn queue(&mut self, due_ms: u64, client: &str, target: &str, op: TaskOp) {
+        let key = (client.to_string(), target.to_string());
+        match self.tasks.get_mut(&key) {
+            Some(t) => {
+                t.op = op; // the newest action wins; the first due time stays
+                t.due_ms = t.due_ms.min(due_ms);
+            }
+            None => {
+                self.tasks.insert(key, Task { due_ms, op });
+            }
+        }
+    }
+
+    /// Emits a push for every touched service whose list changed since its last push.
+    fn flush_pushes(&mut self) {
+        let touched = std::mem::take(&mut self.touched);
+        for s in touched {
+            let Some(subs) = self.subscribers.get(&s) else {
+                self.last_pushed.remove(&s);
+                continue;
+            };
+            let hosts = self.instances(&s);
+            let digest = fnv64(&postcard::to_allocvec(&hosts).unwrap_or_default());
+            if self.last_pushed.get(&s) == Some(&digest) {
+                continue;
+            }
+            self.last_pushed.insert(s.clone(), digest);
+            for sub in subs.clone() {
+                self.out.push(Effect::Push {
+                    subscriber: sub,
+                    service: s.clone(),
+                    hosts: hosts.clone(),
+                });
+            }
+        }
+    }
+
+    fn send(&mut self, to: &str, msg: DistroMsg, what: InFlight) {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.in_flight.insert(id, what);
+        self.out.push(Effect::Send {
+            id,
+            to: to.to_string(),
+            msg,
+        });
+    }
+
+    // ----- time ------------------------------------------------------------------------------
+
+    /// Advances timers: due syncs, verify, snapshot load, member reports, expiry.
+    pub fn on_tick(&mut self, now: u64) {
+        self.expire(now);
+        self.tick_load(now);
+        self.dispatch(now);
+        if now >= self.next_verify_ms {
+            self.next_verify_ms = now + self.timings.verify_interval_ms;
+            if self.loaded() {
+                self.send_verify();
+            }
+        }
+        if now >= self.next_report_ms {
+            self.next_report_ms = now + self.timings.report_interval_ms;
+            let busy: BTreeSet<String> = self
+                .in_flight
+                .values()
+                .filter_map(|f| match f {
+                    InFlight::Report { target } => Some(target.clone()),
+                    _ => None,
+                })
+                .collect();
+            let targets: Vec<String> = self.peers.keys().cloned().collect();
+            for t in targets {
+                if !busy.contains(&t) {
+                    self.send(&t, DistroMsg::Report, InFlight::Report { target: t.clone() });
+                }
+            }
+        }
+        self.flush_pushes();
+    }
+
+    fn dispatch(&mut self, now: u64) {
+        let due: Vec<(String, String)> = self
+            .tasks
+            .iter()
+            .filter(|(k, t)| t.due_ms <= now && !self.sending.contains(*k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            let Some(task) = self.tasks.remove(&key) else {
+                continue;
+            };
+            let (client, target) = key.clone();
+            let Some(peer) = self.peers.get(&target) else {
+                continue; // no longer a member: dropped
+            };
+            if peer.state == MemberState::Down {
+                self.tasks.insert(
+                    key,
+                    Task {
+                        due_ms: now + self.timings.sync_retry_ms,
+                        op: task.op,
+                    },
+                );
+                continue;
+            }
+            let msg = match task.op {
+                TaskOp::Change => match self.clients.get(&client) {
+                    Some(c) if self.owns(c) || c.origin == Origin::Local => {
+                        DistroMsg::Sync(c.data.clone())
+                    }
+                    _ => continue, // gone or no longer ours: nothing to send
+                },
+                TaskOp::Delete => DistroMsg::Delete {
+                    client: client.clone(),
+                },
+            };
+            self.sending.insert(key);
+            self.send(&target, msg, InFlight::Sync { client, target: target.clone() });
+        }
+    }
+
+    fn send_verify(&mut self) {
+        let manifest: Vec<VerifyEntry> = self
+            .clients
+            .values()
+            .filter(|c| c.data.revision > 0 && self.owns(c))
+            .map(|c| VerifyEntry {
+                client: c.data.id.clone(),
+                revision: c.data.revision,
+                digest: c.data.digest(),
+            })
+            .collect();
+        let busy: BTreeSet<String> = self
+            .in_flight
+            .values()
+            .filter_map(|f| match f {
+                InFlight::Verify { target } => Some(target.clone()),
+                _ => None,
+            })
+            .collect();
+        let targets: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|(m, p)| p.state != MemberState::Down && !busy.contains(*m))
+            .map(|(m, _)| m.clone())
+            .collect();
+        for t in targets {
+            self.send(
+                &t,
+                DistroMsg::Verify(manifest.clone()),
+                InFlight::Verify { target: t.clone() },
+            );
+        }
+    }
+
+    fn tick_load(&mut self, now: u64) {
+        let index = match self.load {
+            Load::Done => return,
+            Load::Waiting { at_ms } if now < at_ms => return,
+            Load::Waiting { .. } => 0,
+            Load::Asking { index } => index,
+        };
+        if self
+            .in_flight
+            .values()
+            .any(|f| matches!(f, InFlight::Load { .. }))
+        {
+            return;
+        }
+        let order: Vec<String> = self.peers.keys().cloned().collect();
+        match order.get(index) {
+            Some(target) => {
+                self.load = Load::Asking { index };
+                self.send(
+                    &target.clone(),
+                    DistroMsg::SnapshotQuery,
+                    InFlight::Load {
+                        target: target.clone(),
+                    },
+                );
+            }
+            None if order.is_empty() => self.load = Load::Done,
+            None => {
+                self.load = Load::Waiting {
+                    at_ms: now + self.timings.load_retry_ms,
+                }
+            }
+        }
+    }
+
+    fn expire(&mut self, now: u64) {
+        let t = self.timings.clone();
+        let mut idle_conns = Vec::new();
+        let mut dropped = Vec::new();
+        let mut changed = Vec::new();
+        for c in self.clients.values() {
+            if self.owns(c) {
+                match c.data.kind {
+                    ClientKind::Connection => {
+                        if now.saturating_sub(c.last_renew_ms) > t.conn_idle_ms {
+                            idle_conns.push(c.data.id.clone());
+                        }
+                    }
+                    ClientKind::IpPort => {
+                        let mut data = c.data.clone();
+                        let mut dirty = false;
+                        for (s, inst) in c.data.instances.iter() {
+                            let beat = c.beats.get(s).copied().unwrap_or(0).max(c.last_renew_ms);
+                            let silent = now.saturating_sub(beat);
+                            if silent > t.beat_delete_ms {
+                                data.instances.remove(s);
+                                dirty = true;
+                            } else if silent > t.beat_unhealthy_ms && inst.healthy {
+                                if let Some(i) = data.instances.get_mut(s) {
+                                    i.healthy = false;
+                                }
+                                dirty = true;
+                            }
+                        }
+                        if dirty {
+                            changed.push(data);
+                        }
+                    }
+                }
+            } else if now.saturating_sub(c.last_renew_ms) > t.synced_expire_ms {
+                dropped.push(c.data.id.clone());
+            }
+        }
+        for id in idle_conns {
+            self.disconnect(now, &id);
+        }
+        for id in dropped {
+            self.remove_client(&id);
+        }
+        for data in changed {
+            self.change_owned(now, data, Origin::Local);
+        }
+    }
+
+    // ----- messages --------------------------------------------------------------------------
+
+    /// Handles a message from member `from` and returns the answer.
+    pub fn on_message(&mut self, now: u64, from: &str, msg: DistroMsg) -> DistroReply {
+        let reply = match msg {
+            DistroMsg::Report => {
+                if let Some(p) = self.peers.get_mut(from) {
+                    p.state = MemberState::Up;
+                    p.fails = 0;
+                    self.refresh_healthy();
+                }
+                DistroReply::Ok
+            }
+            DistroMsg::Sync(data) => self.on_sync(now, from, data),
+            DistroMsg::Delete { client } => self.on_delete(from, &client),
+            DistroMsg::Verify(manifest) => self.on_verify(now, from, manifest),
+            DistroMsg::SnapshotQuery => DistroReply::Snapshot(
+                self.clients
+                    .values()
+                    .filter(|c| c.data.revision > 0)
+                    .map(|c| {
+                        let owner = match (&c.origin, self.owns(c)) {
+                            (_, true) | (Origin::Local, _) => self.me.clone(),
+                            (Origin::Remote(m), false) => m.clone(),
+                        };
+                        (c.data.clone(), owner)
+                    })
+                    .collect(),
+            ),
+        };
+        self.flush_pushes();
+        reply
+    }
+
+    /// Whether a change to `client` sent by `from` is taken: never one to a client this
+    /// member owns; for a connection client only from the member holding the connection.
+    fn accepts_from(&self, from: &str, id: &str, kind: ClientKind) -> bool {
+        match (self.clients.get(id), kind) {
+            (Some(c), _) if self.owns(c) => false,
+            (Some(c), ClientKind::Connection) => c.origin == Origin::Remote(from.to_string()),
+            (None, ClientKind::Connection) => true,
+            // An HTTP client's owner moves with membership: a copy is taken from whoever
+            // changed it last; the owner's next manifest corrects a stale one.
+            (_, ClientKind::IpPort) => true,
+        }
+    }
+
+    fn on_sync(&mut self, now: u64, from: &str, data: ClientData) -> DistroReply {
+        if !self.accepts_from(from, &data.id, data.kind) {
+            return DistroReply::Rejected;
+        }
+        let beats = data.instances.keys().map(|s| (s.clone(), now)).collect();
+        self.put_client(Client {
+            data,
+            origin: Origin::Remote(from.to_string()),
+            last_renew_ms: now,
+            beats,
+        });
+        DistroReply::Ok
+    }
+
+    fn on_delete(&mut self, from: &str, id: &str) -> DistroReply {
+        let Some(kind) = self.clients.get(id).map(|c| c.data.kind) else {
+            return DistroReply::Ok;
+        };
+        if !self.accepts_from(from, id, kind) {
+            return DistroReply::Rejected;
+        }
+        self.remove_client(id);
+        DistroReply::Ok
+    }
+
+    fn on_verify(&mut self, now: u64, from: &str, manifest: Vec<VerifyEntry>) -> DistroReply {
+        let listed: BTreeSet<&str> = manifest.iter().map(|e| e.client.as_str()).collect();
+        // Copies the sender owns but no longer lists are gone at their owner: a connection
+        // client's copy attributed to the sender; an HTTP client's copy when the sender is
+        // responsible for it and the copy came from it, or is older than one verify period (a
+        // copy another member sent just before ownership moved gets that long to be listed).
+        let from_origin = Origin::Remote(from.to_string());
+        let stale: Vec<String> = self
+            .clients
+            .values()
+            .filter(|c| !listed.contains(c.data.id.as_str()) && !self.owns(c))
+            .filter(|c| match c.data.kind {
+                ClientKind::Connection => c.origin == from_origin,
+                ClientKind::IpPort => {
+                    self.responsible_for(tag_of(&c.data.id)) == from
+                        && (c.origin == from_origin
+                            || now.saturating_sub(c.last_renew_ms)
+                                > self.timings.verify_interval_ms)
+                }
+            })
+            .map(|c| c.data.id.clone())
+            .collect();
+        for id in stale {
+            self.remove_client(&id);
+        }
+        let mut failed = Vec::new();
+        for e in manifest {
+            let owned_here = self.clients.get(&e.client).is_some_and(|c| self.owns(c));
+            if owned_here {
+                continue;
+            }
+            match self.clients.get_mut(&e.client) {
+                Some(c) if c.data.revision == e.revision && c.data.digest() == e.digest => {
+                    c.last_renew_ms = now;
+                    c.origin = Origin::Remote(from.to_string());
+                    for b in c.beats.values_mut() {
+                        *b = now;
+                    }
+                }
+                _ => failed.push(e.client),
+            }
+        }
+        DistroReply::Verified { failed }
+    }
+
+    /// Reports the outcome of an `Effect::Send`; `None` means the peer could not be reached or
+    /// did not answer in time.
+    pub fn on_reply(&mut self, now: u64, id: u64, reply: Option<DistroReply>) {
+        let Some(what) = self.in_flight.remove(&id) else {
+            return;
+        };
+        match what {
+            InFlight::Report { target } => {
+                if let Some(p) = self.peers.get_mut(&target) {
+                    if reply.is_some() {
+                        p.state = MemberState::Up;
+                        p.fails = 0;
+                    } else {
+                        p.fails += 1;
+                        p.state = if p.fails >= self.timings.member_fail_max {
+                            MemberState::Down
+                        } else {
+                            MemberState::Suspicious
+                        };
+                    }
+                }
+                self.refresh_healthy();
+            }
+            InFlight::Sync { client, target } => {
+                let key = (client.clone(), target.clone());
+                self.sending.remove(&key);
+                if reply.is_none() && !self.tasks.contains_key(&key) {
+                    let op = if self.clients.contains_key(&client) {
+                        TaskOp::Change
+                    } else {
+                        TaskOp::Delete
+                    };
+                    self.queue(now + self.timings.sync_retry_ms, &client, &target, op);
+                }
+            }
+            InFlight::Verify { target } => {
+                if let Some(DistroReply::Verified { failed }) = reply {
+                    if !cfg!(feature = "sim-bug-distro-skip-resend") {
+                        for client in failed {
+                            let ours = self.clients.get(&client).is_some_and(|c| self.owns(c));
+                            if ours {
+                                self.queue(now, &client, &target, TaskOp::Change);
+                            }
+                        }
+                    }
+                }
+            }
+            InFlight::Load { target } => match reply {
+                Some(DistroReply::Snapshot(clients)) => {
+                    self.apply_snapshot(now, clients);
+                    self.load = Load::Done;
+                }
+                _ => {
+                    let next = self.peers.range::<String, _>((
+                        std::ops::Bound::Excluded(&target),
+                        std::ops::Bound::Unbounded,
+                    ));
+                    let index = self.peers.len() - next.count();
+                    self.load = Load::Asking { index };
+                }
+            },
+        }
+        self.dispatch(now);
+        self.flush_pushes();
+    }
+
+    fn apply_snapshot(&mut self, now: u64, clients: Vec<(ClientData, String)>) {
+        if cfg!(feature = "sim-bug-distro-snapshot-replaces") {
+            let ids: Vec<String> = self.clients.keys().cloned().collect();
+            for id in ids {
+                self.remove_client(&id);
+            }
+        }
+        for (data, owner) in clients {
+            if self.clients.contains_key(&data.id) {
+                continue; // what this member has is at least as new: never overwrite or delete
+            }
+            if data.kind == ClientKind::Connection && owner == self.me {
+                continue; // a connection of this member's previous life
+            }
+            let origin = if owner == self.me {
+                Origin::Local
+            } else {
+                Origin::Remote(owner)
+            };
+            let beats = data.instances.keys().map(|s| (s.clone(), now)).collect();
+            self.put_client(Client {
+                data,
+                origin,
+                last_renew_ms: now,
+                beats,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
