@@ -50,6 +50,37 @@ pub const FSYNC_SIM_US: u64 = 2_000;
 /// Bootstrap: how often a fresh node probes the expected members before the first election.
 pub const BOOTSTRAP_PROBE_MS: u64 = 200;
 
+/// Distro (wire reference §5.4): merge delay of a sync task.
+pub const DISTRO_SYNC_DELAY_MS: u64 = 1_000;
+/// Distro: retry delay of a failed sync, and the deadline of one Distro call.
+pub const DISTRO_SYNC_RETRY_MS: u64 = 3_000;
+/// Distro: deadline of one Distro call (sync, verify, report).
+pub const DISTRO_CALL_TIMEOUT_MS: u64 = 3_000;
+/// Distro: deadline of a snapshot query (Nacos raised its own to 30 s for large snapshots).
+pub const DISTRO_LOAD_TIMEOUT_MS: u64 = 30_000;
+/// Distro: period of the verify manifests.
+pub const DISTRO_VERIFY_INTERVAL_MS: u64 = 5_000;
+/// Distro: wait before another round of snapshot load after every peer failed (Nacos 30 s).
+pub const DISTRO_LOAD_RETRY_MS: u64 = 5_000;
+/// Member reports: period, and consecutive failures that make a member DOWN.
+pub const MEMBER_REPORT_INTERVAL_MS: u64 = 2_000;
+pub const MEMBER_FAIL_MAX: u32 = 3;
+/// HTTP (1.x) clients: beat period, unhealthy and delete timeouts (Nacos defaults).
+pub const CLIENT_BEAT_INTERVAL_MS: u64 = 5_000;
+pub const CLIENT_BEAT_UNHEALTHY_MS: u64 = 15_000;
+pub const CLIENT_BEAT_DELETE_MS: u64 = 30_000;
+/// A synced copy of a client is dropped this long after its last renewal.
+pub const SYNCED_CLIENT_EXPIRE_MS: u64 = 180_000;
+/// A connection without a keepalive for this long is closed.
+pub const CONNECTION_IDLE_MS: u64 = 20_000;
+/// Distro's timer period.
+pub const DISTRO_TICK_MS: u64 = 100;
+/// An HTTP client write is forwarded at most this many times; the member it reaches then
+/// applies it whatever its view of ownership (as Nacos does with forwarded requests).
+pub const DISTRO_FORWARD_HOPS_MAX: u8 = 1;
+
+const _: () = assert!(CLIENT_BEAT_INTERVAL_MS < CLIENT_BEAT_UNHEALTHY_MS);
+const _: () = assert!(CLIENT_BEAT_UNHEALTHY_MS < CLIENT_BEAT_DELETE_MS);
 const _: () = assert!(RAFT_HEARTBEAT_MS * 3 < RAFT_ELECTION_TIMEOUT_MIN_MS);
 const _: () = assert!(RAFT_ELECTION_TIMEOUT_MIN_MS < RAFT_ELECTION_TIMEOUT_MAX_MS);
 const _: () = assert!(RAFT_RPC_TIMEOUT_MS < RAFT_ELECTION_TIMEOUT_MIN_MS);

@@ -22,6 +22,7 @@ use crate::config::listen::ConfigChange;
 use crate::config::{ConfigItem, ConfigKey};
 use crate::constants::*;
 use crate::error::{Fatal, Reject};
+use crate::naming::distro::{DistroReply, NamingError};
 use crate::ports::{Clock, Disk, PeerTransport, TransportError};
 use crate::raft::command::{Command, Op};
 use crate::raft::log_store::{LogStore, LogStoreOptions};
@@ -254,6 +255,11 @@ impl CpNode {
             PeerRequest::Ping => PeerResponse::Pong {
                 initialized: self.is_initialized(),
             },
+            // Naming is served by `member::Member`; a bare CP node has none.
+            PeerRequest::Distro { .. } => PeerResponse::Distro(DistroReply::Rejected),
+            PeerRequest::Naming { .. } => PeerResponse::Naming(Err(NamingError::Invalid(
+                "this member serves no naming requests".into(),
+            ))),
         }
     }
 

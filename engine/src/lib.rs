@@ -9,6 +9,7 @@ pub mod cp_node;
 pub mod digest;
 pub mod error;
 pub mod ids;
+pub mod member;
 pub mod naming;
 pub mod ports;
 pub mod raft;

@@ -6,4 +6,7 @@ pub mod frame;
 pub mod peer;
 
 pub use frame::{decode_frame, decode_msg, encode_frame, encode_msg, FRAME_HEADER_BYTES};
-pub use peer::{ClientRequest, ClientResponse, PeerRequest, PeerResponse, Written};
+pub use peer::{
+    ClientRequest, ClientResponse, NamingRequest, NamingResponse, PeerRequest, PeerResponse,
+    Written,
+};

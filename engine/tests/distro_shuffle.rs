@@ -65,7 +65,12 @@ impl Net {
         let members: Vec<String> = (1..=n).map(|i| format!("10.0.0.{i}:8848")).collect();
         let nodes = members
             .iter()
-            .map(|m| (m.clone(), Distro::new(m, &members, DistroTimings::default(), 0)))
+            .map(|m| {
+                (
+                    m.clone(),
+                    Distro::new(m, &members, DistroTimings::default(), 0),
+                )
+            })
             .collect();
         Net {
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -146,7 +151,8 @@ impl Net {
                 expired.push((m.from.clone(), m.id));
             }
         }
-        self.queue.retain(|m| !(m.to.is_empty() && m.deadline <= now));
+        self.queue
+            .retain(|m| !(m.to.is_empty() && m.deadline <= now));
         for (from, id) in expired {
             if let Some(n) = self.nodes.get_mut(&from) {
                 n.on_reply(now, id, None);
@@ -228,7 +234,7 @@ impl Net {
         d.connect(now, &conn);
         d.register(now, &conn, &c.service, c.instance.clone())
             .expect("registered on its own connection");
-        if i % 4 == 0 {
+        if i.is_multiple_of(4) {
             d.subscribe(now, &conn, &service(i + 1)).expect("subscribe");
         }
         self.collect(&node);
@@ -378,7 +384,7 @@ fn run(seed: u64, steps: u64) -> Result<u64, String> {
             net.deliver(i, false);
         }
         net.tick();
-        if net.now % 1_000 == 0 && net.now - healed_at > 6_000 && net.converged().is_ok() {
+        if net.now.is_multiple_of(1_000) && net.now - healed_at > 6_000 && net.converged().is_ok() {
             return Ok(net.now - healed_at);
         }
     }

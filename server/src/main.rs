@@ -14,6 +14,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use nacre_engine::cp_node::{CpNode, CpOptions};
+use nacre_engine::member::Member;
+use nacre_engine::naming::distro::DistroTimings;
+use nacre_engine::naming::runner::{DistroRunner, PeerAddr};
 use nacre_engine::ports::Clock;
 
 use crate::settings::{Cli, Settings};
@@ -60,6 +63,18 @@ async fn shutdown_signal() {
     }
 }
 
+/// A member's Distro name: its `ip:port` with the main (HTTP) port, as Nacos names members
+/// (the peer address's port is the main port minus 1000).
+fn distro_name(raft_addr: &str) -> String {
+    match raft_addr.rsplit_once(':') {
+        Some((host, port)) => match port.parse::<u32>() {
+            Ok(p) => format!("{host}:{}", p + 1000),
+            Err(_) => raft_addr.to_string(),
+        },
+        None => raft_addr.to_string(),
+    }
+}
+
 async fn run(settings: Settings) -> anyhow::Result<()> {
     let raft_dir = settings.data_dir.join("protocol").join("raft");
     let disk = storage::FileDisk::open(raft_dir.clone())
@@ -83,7 +98,29 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     )
     .await
     .context("start the CP node")?;
-    let peers = tokio::spawn(peer::serve_peers(peer_listener, node.clone()));
+    let naming = DistroRunner::start(
+        &distro_name(&settings.raft_addr),
+        settings
+            .members
+            .iter()
+            .map(|(id, addr)| {
+                (
+                    distro_name(addr),
+                    PeerAddr {
+                        id: *id,
+                        addr: addr.clone(),
+                    },
+                )
+            })
+            .collect(),
+        DistroTimings::default(),
+        Arc::new(peer::TcpTransport),
+    );
+    let member = Arc::new(Member {
+        cp: node.clone(),
+        naming,
+    });
+    let peers = tokio::spawn(peer::serve_peers(peer_listener, member));
     tracing::info!(
         node = settings.node_id,
         data_dir = %settings.data_dir.display(),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nacre_engine::constants::FRAME_BYTES_MAX;
-use nacre_engine::cp_node::CpNode;
+use nacre_engine::member::Member;
 use nacre_engine::ports::{BoxFuture, PeerTransport, TransportError};
 use nacre_engine::wire::frame::{decode_msg, encode_msg, FRAME_HEADER_BYTES};
 use nacre_engine::wire::{PeerRequest, PeerResponse};
@@ -120,7 +120,7 @@ impl PeerTransport for TcpTransport {
 }
 
 /// Accepts peer connections forever, serving each on its own task.
-pub async fn serve_peers(listener: TcpListener, node: Arc<CpNode>) {
+pub async fn serve_peers(listener: TcpListener, node: Arc<Member>) {
     let slots = Arc::new(Semaphore::new(PEER_CONNECTIONS_MAX));
     loop {
         let permit = match slots.clone().acquire_owned().await {
@@ -145,7 +145,7 @@ pub async fn serve_peers(listener: TcpListener, node: Arc<CpNode>) {
 }
 
 /// Serves request frames on one connection until it closes or misbehaves.
-async fn serve_connection(mut stream: TcpStream, node: Arc<CpNode>) {
+async fn serve_connection(mut stream: TcpStream, node: Arc<Member>) {
     let _ = stream.set_nodelay(true);
     let idle = Duration::from_millis(PEER_IDLE_TIMEOUT_MS);
     loop {
@@ -169,6 +169,9 @@ async fn serve_connection(mut stream: TcpStream, node: Arc<CpNode>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nacre_engine::cp_node::CpNode;
+    use nacre_engine::naming::distro::DistroTimings;
+    use nacre_engine::naming::runner::{DistroRunner, PeerAddr};
 
     #[tokio::test]
     async fn a_frame_round_trips_over_a_stream() {
@@ -236,7 +239,23 @@ mod tests {
         )
         .await
         .expect("start");
-        let server = tokio::spawn(serve_peers(listener, node.clone()));
+        let naming = DistroRunner::start(
+            &addr,
+            std::collections::BTreeMap::from([(
+                addr.clone(),
+                PeerAddr {
+                    id: 1,
+                    addr: addr.clone(),
+                },
+            )]),
+            DistroTimings::default(),
+            Arc::new(TcpTransport),
+        );
+        let member = Arc::new(Member {
+            cp: node.clone(),
+            naming,
+        });
+        let server = tokio::spawn(serve_peers(listener, member));
 
         let mut garbage = TcpStream::connect(&addr).await.expect("connect");
         garbage

@@ -6,6 +6,7 @@ pub mod election_safety;
 pub mod leader_completeness;
 pub mod log_matching;
 pub mod monotonic_reads;
+pub mod naming;
 pub mod state_machine_safety;
 
 use std::collections::BTreeMap;
@@ -51,6 +52,22 @@ pub enum Violation {
     PhantomRead { op: u64 },
     /// The linearizability search ran out of budget.
     LinearizabilityInconclusive { key: String },
+    /// No running member showed the instance of a live, registered client.
+    LiveInstanceDeleted { client: u64, at_ms: u64 },
+    /// A member showed the instance of a client gone longer than its expiry bound.
+    LingeringInstance { node: u64, client: u64, at_ms: u64 },
+    /// A subscriber was pushed a list without the instance of a live, registered client.
+    SpuriousOffline {
+        subscriber: String,
+        client: u64,
+        at_ms: u64,
+    },
+    /// The member that acknowledged an HTTP client's registration did not hold it.
+    ForwardedWriteLost {
+        client: u64,
+        member: u64,
+        at_ms: u64,
+    },
 }
 
 impl Violation {
@@ -66,6 +83,10 @@ impl Violation {
             Violation::Linearizability { .. } => "linearizability",
             Violation::PhantomRead { .. } => "no-phantom-reads",
             Violation::LinearizabilityInconclusive { .. } => "linearizability-budget",
+            Violation::LiveInstanceDeleted { .. } => "no-live-instance-deleted",
+            Violation::LingeringInstance { .. } => "no-dead-instance-lingering",
+            Violation::SpuriousOffline { .. } => "no-spurious-offline",
+            Violation::ForwardedWriteLost { .. } => "forwarded-write-kept",
         }
     }
 }

@@ -14,6 +14,8 @@ pub mod trace;
 #[cfg(madsim)]
 pub mod history;
 #[cfg(madsim)]
+pub mod naming;
+#[cfg(madsim)]
 pub mod nemesis;
 #[cfg(madsim)]
 pub mod net;

@@ -48,7 +48,8 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Vec<Planned> {
                 | Fault::CrashAll { down_s, .. } => pick(&mut rng, *down_s, 1000),
                 Fault::Partition { for_s, .. }
                 | Fault::IsolateLeader { for_s, .. }
-                | Fault::OneWay { for_s, .. } => pick(&mut rng, *for_s, 1000),
+                | Fault::OneWay { for_s, .. }
+                | Fault::FlappingLinks { for_s, .. } => pick(&mut rng, *for_s, 1000),
                 Fault::RollingRestart { gap_s, .. } => gap_s * 1000,
                 Fault::Join { .. } | Fault::CorruptDisk { .. } | Fault::RemoveMember { .. } => 0,
             };
@@ -105,6 +106,23 @@ pub async fn apply(
             world.lock().expect("world lock").restart(v);
         }
         Fault::Partition { .. } => partition(&world, &running, &mut rng, p.dur_ms).await,
+        Fault::FlappingLinks { period_ms, .. } => {
+            let rounds = p.dur_ms / (*period_ms).max(1);
+            for _ in 0..rounds {
+                if running.len() >= 2 {
+                    let a = running[rng.gen_range(0..running.len())];
+                    let b = running[rng.gen_range(0..running.len())];
+                    if a != b {
+                        let w = world.lock().expect("world lock");
+                        w.clog_link(a, b);
+                        w.clog_link(b, a);
+                    }
+                }
+                sleep_ms(*period_ms).await;
+                heal(&world);
+                sleep_ms(*period_ms / 2).await;
+            }
+        }
         Fault::IsolateLeader { .. } => {
             let Some(l) = leader else { return };
             losses.lock().expect("loss lock").push(LeaderLoss {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use madsim::net::Endpoint;
-use nacre_engine::cp_node::CpNode;
+use nacre_engine::member::Member;
 use nacre_engine::ports::{BoxFuture, PeerTransport, TransportError};
 use nacre_engine::wire::{decode_msg, encode_msg, PeerRequest, PeerResponse};
 
@@ -103,7 +103,7 @@ impl PeerTransport for SimTransport {
 }
 
 /// Serves peer and client requests for one member until the member is killed.
-pub async fn serve(addr: String, node: Arc<CpNode>) {
+pub async fn serve(addr: String, node: Arc<Member>) {
     let ep = Arc::new(
         Endpoint::bind(addr.as_str())
             .await

@@ -130,6 +130,8 @@ pub struct RunReport {
     pub events: u64,
     pub failovers: Vec<Failover>,
     pub sim_ms: u64,
+    /// Simulated ms from the heal until every member's naming view converged.
+    pub naming_converge_ms: Option<u64>,
 }
 
 impl RunReport {
@@ -152,7 +154,7 @@ impl RunReport {
             .map(|f| format!("{}/{}", opt(f.new_leader_ms), opt(f.first_write_ms)))
             .collect();
         format!(
-            "RESULT seed={} code={} trace={:016x} events={} sim_ms={} failover={}",
+            "RESULT seed={} code={} trace={:016x} events={} sim_ms={} failover={} distro={}",
             self.seed,
             self.exit_code(),
             self.trace_hash,
@@ -162,7 +164,10 @@ impl RunReport {
                 "-".to_string()
             } else {
                 fo.join(",")
-            }
+            },
+            self.naming_converge_ms
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "-".into())
         )
     }
 }

@@ -9,7 +9,13 @@ use nacre_engine::raft::command::Op;
 
 use crate::check::durability::{self, AckedWrite};
 use crate::check::monotonic_reads::{self, LocalRead};
+use std::collections::{BTreeMap, BTreeSet};
+
+use nacre_engine::naming::runner::DistroRunner;
+
+use crate::check::naming::{self as check_naming, Windows};
 use crate::check::Violation;
+use crate::naming::{spawn_naming_clients, view_of, SharedLog, View};
 use crate::nemesis::{self, LeaderLoss};
 use crate::report::{Failover, RunReport, Summary};
 use crate::scenario::Scenario;
@@ -39,10 +45,25 @@ pub async fn run(seed: u64, scenario: Scenario, print_trace: bool) -> RunReport 
         leaders.clone(),
     ));
 
+    let naming_log: SharedLog = Arc::default();
+    let naming_violations: Arc<Mutex<Vec<Violation>>> = Arc::default();
+    let windows = fault_windows(&plan, &scenario);
+    let run_end = duration + Duration::from_secs(scenario.liveness_bound_s);
     {
         let w = world.lock().expect("world lock");
         spawn_clients(&w, &scenario.workload, seed, duration, history.clone());
+        if let Some(n) = &scenario.naming {
+            spawn_naming_clients(&w, n, seed, run_end, naming_log.clone());
+        }
     }
+    let sampler = scenario.naming.as_ref().map(|_| {
+        madsim::task::spawn(sample_naming(
+            world.clone(),
+            naming_log.clone(),
+            windows.clone(),
+            naming_violations.clone(),
+        ))
+    });
     for p in plan.clone() {
         let (world, losses, t) = (world.clone(), losses.clone(), trace.clone());
         madsim::task::spawn(async move {
@@ -52,7 +73,18 @@ pub async fn run(seed: u64, scenario: Scenario, print_trace: bool) -> RunReport 
         });
     }
     madsim::time::sleep(duration).await;
-    let liveness = liveness_phase(&world, &scenario, &trace).await;
+    let heal_ms = trace.now_ms();
+    let mut liveness = liveness_phase(&world, &scenario, &trace).await;
+    let mut naming_converge_ms = None;
+    if liveness.is_none() && scenario.naming.is_some() {
+        match naming_liveness(&world, &scenario, &trace, &naming_log, heal_ms).await {
+            Ok(ms) => naming_converge_ms = Some(ms),
+            Err(e) => liveness = Some(e),
+        }
+    }
+    if let Some(s) = sampler {
+        s.abort();
+    }
     // Let in-flight client operations finish (they are bounded by the client deadline).
     madsim::time::sleep(Duration::from_millis(crate::workload::CLIENT_TIMEOUT_MS)).await;
     monitor.abort();
@@ -60,6 +92,25 @@ pub async fn run(seed: u64, scenario: Scenario, print_trace: bool) -> RunReport 
     let w = world.lock().expect("world lock");
     let ops = history.lock().expect("history lock").clone();
     let mut violations = check_all(&w, &ops);
+    if scenario.naming.is_some() {
+        let log = naming_log.lock().expect("naming log");
+        violations.extend(log.violations.iter().cloned());
+        violations.extend(
+            naming_violations
+                .lock()
+                .expect("naming violations")
+                .iter()
+                .cloned(),
+        );
+        let crashes = w.crashes.lock().expect("crashes lock").clone();
+        check_naming::check_pushes(
+            &w.pushes.lock().expect("push lock"),
+            &log,
+            &crashes,
+            &windows,
+            &mut violations,
+        );
+    }
     violations.sort();
     violations.dedup();
     let failovers = measure_failover(
@@ -67,7 +118,7 @@ pub async fn run(seed: u64, scenario: Scenario, print_trace: bool) -> RunReport 
         &leaders.lock().expect("leaders lock"),
         &ops,
     );
-    let summary = Summary::build(
+    let mut summary = Summary::build(
         &scenario,
         seed,
         &w,
@@ -75,6 +126,26 @@ pub async fn run(seed: u64, scenario: Scenario, print_trace: bool) -> RunReport 
         &plan,
         leaders.lock().expect("leaders lock").len(),
     );
+    if scenario.naming.is_some() {
+        let log = naming_log.lock().expect("naming log");
+        summary.0.push_str(&format!(
+            "naming: registrations {}, reconnects {}, beats not found {}, pushes {}\n",
+            log.registrations,
+            log.reconnects,
+            log.beats_not_found,
+            w.pushes.lock().expect("push lock").len()
+        ));
+        for id in w.running() {
+            if let Some(d) = w.distro(id) {
+                let view = view_of(&d);
+                summary.0.push_str(&format!(
+                    "n{id}: naming instances {} owned clients {}\n",
+                    view.len(),
+                    d.read(|d| d.owned_count())
+                ));
+            }
+        }
+    }
     let (hash, events) = trace.hash();
     RunReport {
         seed,
@@ -86,7 +157,135 @@ pub async fn run(seed: u64, scenario: Scenario, print_trace: bool) -> RunReport 
         events,
         failovers,
         sim_ms: trace.now_ms(),
+        naming_converge_ms,
     }
+}
+
+/// Fault intervals plus a grace period, and the heal at the end of the fault phase.
+fn fault_windows(plan: &[crate::nemesis::Planned], scenario: &Scenario) -> Windows {
+    let end = scenario.duration_s * 1000;
+    let grace = check_naming::CRASH_GRACE_MS;
+    let mut w: Vec<(u64, u64)> = plan
+        .iter()
+        .map(|p| {
+            let dur = match p.fault {
+                crate::scenario::Fault::RollingRestart { gap_s, .. } => {
+                    gap_s * 1000 * (scenario.nodes + 1)
+                }
+                crate::scenario::Fault::Join { .. } => 30_000,
+                _ => p.dur_ms,
+            };
+            (p.at_ms, (p.at_ms + dur).min(end) + grace)
+        })
+        .collect();
+    w.push((end, end + grace));
+    Windows(w)
+}
+
+fn naming_views(world: &Arc<Mutex<World>>) -> NamingState {
+    let runners: Vec<(u64, Arc<DistroRunner>)> = {
+        let w = world.lock().expect("world lock");
+        w.running()
+            .into_iter()
+            .filter_map(|id| w.distro(id).map(|d| (id, d)))
+            .collect()
+    };
+    let mut st = NamingState::default();
+    for (id, d) in runners {
+        st.views.insert(id, view_of(&d));
+        st.healthy.insert(id, d.read(|d| d.healthy_members()));
+        st.loaded.insert(id, d.read(|d| d.loaded()));
+    }
+    st
+}
+
+#[derive(Default)]
+struct NamingState {
+    views: BTreeMap<u64, View>,
+    healthy: BTreeMap<u64, Vec<String>>,
+    loaded: BTreeMap<u64, bool>,
+}
+
+const NAMING_SAMPLE_MS: u64 = 500;
+
+async fn sample_naming(
+    world: Arc<Mutex<World>>,
+    log: SharedLog,
+    windows: Windows,
+    out: Arc<Mutex<Vec<Violation>>>,
+) {
+    let mut seen: BTreeSet<(String, u64)> = BTreeSet::new();
+    loop {
+        madsim::time::sleep(Duration::from_millis(NAMING_SAMPLE_MS)).await;
+        let st = naming_views(&world);
+        let (now, crashes) = {
+            let w = world.lock().expect("world lock");
+            let c = w.crashes.lock().expect("crashes lock").clone();
+            (w.trace.now_ms(), c)
+        };
+        let mut found = Vec::new();
+        check_naming::check_sample(
+            now,
+            &st.views,
+            &log.lock().expect("naming log"),
+            &crashes,
+            &windows,
+            &mut found,
+        );
+        // One violation per property and client is enough evidence.
+        for v in found {
+            let key = match &v {
+                Violation::LiveInstanceDeleted { client, .. } => ("deleted".into(), *client),
+                Violation::LingeringInstance { client, .. } => ("lingering".into(), *client),
+                other => (other.property().to_string(), 0),
+            };
+            if seen.insert(key) {
+                out.lock().expect("naming violations").push(v);
+            }
+        }
+    }
+}
+
+/// Waits (bounded) until the naming views converge; returns ms since the heal.
+async fn naming_liveness(
+    world: &Arc<Mutex<World>>,
+    scenario: &Scenario,
+    trace: &Trace,
+    log: &SharedLog,
+    heal_ms: u64,
+) -> Result<u64, String> {
+    let bound_ms = scenario.liveness_bound_s * 1000;
+    let mut why = String::new();
+    while trace.now_ms() - heal_ms < bound_ms {
+        let st = naming_views(world);
+        let running: Vec<String> = {
+            let w = world.lock().expect("world lock");
+            w.running()
+                .into_iter()
+                .map(crate::world::member_addr)
+                .collect()
+        };
+        match check_naming::not_converged(
+            trace.now_ms(),
+            &st.views,
+            &st.healthy,
+            &st.loaded,
+            &running,
+            &log.lock().expect("naming log"),
+        ) {
+            None => {
+                let ms = trace.now_ms() - heal_ms;
+                trace.event(format!("naming converged {ms} ms after heal"));
+                return Ok(ms);
+            }
+            Some(w) => why = w,
+        }
+        madsim::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!(
+        "naming views did not converge within {} s after heal: {why}",
+        scenario.liveness_bound_s
+    ))
 }
 
 /// Heals all faults, restarts crashed members, and waits (bounded) until a leader exists, a

@@ -36,6 +36,9 @@ pub struct Scenario {
     #[serde(default)]
     pub storage: Storage,
     pub workload: Workload,
+    /// Naming clients (Distro); none if absent.
+    #[serde(default)]
+    pub naming: Option<NamingWorkload>,
     #[serde(default)]
     pub faults: Vec<Fault>,
 }
@@ -102,6 +105,31 @@ pub struct Workload {
     pub get_linearizable: u32,
 }
 
+/// The naming workload of a scenario.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NamingWorkload {
+    /// Connection (gRPC-style) clients.
+    pub conn_clients: u64,
+    /// HTTP (1.x-style) clients.
+    pub http_clients: u64,
+    /// Subscribers of every service.
+    pub subscribers: u64,
+    pub services: u64,
+    /// Every `leave_one_in`-th client leaves once, at a time within `leave_at_s` (0: none).
+    #[serde(default)]
+    pub leave_one_in: u64,
+    #[serde(default = "default_leave_at")]
+    pub leave_at_s: [u64; 2],
+    /// Probability, per keepalive, that a connection client registers the same instance again.
+    #[serde(default)]
+    pub reregister_p: f64,
+}
+
+fn default_leave_at() -> [u64; 2] {
+    [0, 0]
+}
+
 /// One fault of the timeline. `at_s` is a range of start times (simulated seconds).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -129,6 +157,12 @@ pub enum Fault {
     CrashAll { at_s: [u64; 2], down_s: [u64; 2] },
     /// Remove a follower from the Raft membership through the leader, then stop it for good.
     RemoveMember { at_s: [u64; 2] },
+    /// Links between random pairs of members go down and up every `period_ms` for `for_s`.
+    FlappingLinks {
+        at_s: [u64; 2],
+        for_s: [u64; 2],
+        period_ms: u64,
+    },
     /// Flip a bit in a synced journal record of a follower, then crash and restart it: it must
     /// refuse to start (checksum) and stay down.
     CorruptDisk { at_s: [u64; 2] },
@@ -206,6 +240,7 @@ impl Fault {
             | Fault::CrashDuringSnapshot { at_s, .. }
             | Fault::CrashAll { at_s, .. }
             | Fault::CorruptDisk { at_s }
+            | Fault::FlappingLinks { at_s, .. }
             | Fault::RemoveMember { at_s } => *at_s,
         }
     }

@@ -13,6 +13,9 @@ use std::time::Duration;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 use nacre_engine::cp_node::{CpNode, CpOptions, CpStatus};
+use nacre_engine::member::Member as EngineMember;
+use nacre_engine::naming::distro::DistroTimings;
+use nacre_engine::naming::runner::{DistroRunner, PeerAddr};
 use nacre_engine::ports::{Clock, Disk, DiskFile, PeerTransport};
 use nacre_engine::raft::journal::replay;
 use nacre_engine::raft::log_store::{entry_digest, LogStoreOptions};
@@ -58,11 +61,23 @@ pub struct Member {
     pub retired: bool,
 }
 
+pub use crate::check::naming::PushRecord;
+
+/// Every push of the run.
+pub type PushLog = Arc<Mutex<Vec<PushRecord>>>;
+
 /// The simulated cluster.
 pub struct World {
     pub handle: Handle,
     pub members: BTreeMap<u64, Member>,
     pub live: Arc<Mutex<BTreeMap<u64, Arc<CpNode>>>>,
+    /// The Distro of every running member.
+    pub naming: Arc<Mutex<BTreeMap<u64, Arc<DistroRunner>>>>,
+    /// The Distro member list (cluster.conf), shared by every member's start.
+    pub distro_members: Arc<Mutex<BTreeMap<String, PeerAddr>>>,
+    pub pushes: PushLog,
+    /// Simulated times of crashes and restarts, with the member.
+    pub crashes: Arc<Mutex<Vec<(u64, u64)>>>,
     pub alive: Alive,
     pub observer: Observer,
     pub trace: Trace,
@@ -86,6 +101,23 @@ impl World {
             handle: Handle::current(),
             members: BTreeMap::new(),
             live: Arc::default(),
+            naming: Arc::default(),
+            distro_members: Arc::new(Mutex::new(
+                initial
+                    .iter()
+                    .map(|(id, a)| {
+                        (
+                            a.clone(),
+                            PeerAddr {
+                                id: *id,
+                                addr: a.clone(),
+                            },
+                        )
+                    })
+                    .collect(),
+            )),
+            pushes: Arc::default(),
+            crashes: Arc::default(),
             alive: Arc::default(),
             observer: Observer::default(),
             trace,
@@ -102,6 +134,28 @@ impl World {
     /// Starts member `id`; `initial` is empty for a member that joins.
     pub fn add_member(&mut self, id: u64, initial: BTreeMap<u64, String>) {
         let addr = member_addr(id);
+        let joining = !self
+            .distro_members
+            .lock()
+            .expect("members lock")
+            .contains_key(&addr);
+        if joining {
+            // cluster.conf gains the member on every running member.
+            let list = {
+                let mut m = self.distro_members.lock().expect("members lock");
+                m.insert(
+                    addr.clone(),
+                    PeerAddr {
+                        id,
+                        addr: addr.clone(),
+                    },
+                );
+                m.clone()
+            };
+            for r in self.naming.lock().expect("naming lock").values() {
+                r.set_members(list.clone());
+            }
+        }
         let disk = SimDisk::new(self.seed ^ (id << 32), self.scenario.storage.torn_tail);
         let incarnation = Arc::new(AtomicU64::new(0));
         let fatal = Arc::new(Mutex::new(None));
@@ -113,6 +167,9 @@ impl World {
             incarnation: incarnation.clone(),
             fatal: fatal.clone(),
             live: self.live.clone(),
+            naming: self.naming.clone(),
+            distro_members: self.distro_members.clone(),
+            pushes: self.pushes.clone(),
             alive: self.alive.clone(),
             observer: self.observer.clone(),
             trace: self.trace.clone(),
@@ -155,12 +212,23 @@ impl World {
         m.up = false;
         self.alive.lock().expect("alive lock").remove(&m.addr);
         self.live.lock().expect("live lock").remove(&id);
+        self.naming.lock().expect("naming lock").remove(&id);
+        let now = self.trace.now_ms();
+        self.crashes.lock().expect("crashes lock").push((now, id));
         self.trace.event(format!("crash n{id}"));
     }
 
     /// Stops a member that was removed from the membership; it is never restarted.
     pub fn retire(&mut self, id: u64) {
         self.crash(id);
+        let list = {
+            let mut m = self.distro_members.lock().expect("members lock");
+            m.remove(&member_addr(id));
+            m.clone()
+        };
+        for r in self.naming.lock().expect("naming lock").values() {
+            r.set_members(list.clone());
+        }
         if let Some(m) = self.members.get_mut(&id) {
             m.retired = true;
         }
@@ -176,6 +244,8 @@ impl World {
         }
         m.up = true;
         self.handle.restart(m.handle.id());
+        let now = self.trace.now_ms();
+        self.crashes.lock().expect("crashes lock").push((now, id));
         self.trace.event(format!("restart n{id}"));
     }
 
@@ -252,6 +322,11 @@ impl World {
             .collect()
     }
 
+    /// The Distro of running member `id`.
+    pub fn distro(&self, id: u64) -> Option<Arc<DistroRunner>> {
+        self.naming.lock().expect("naming lock").get(&id).cloned()
+    }
+
     /// Bytes on each member's disk.
     pub fn disk_bytes(&self) -> BTreeMap<u64, usize> {
         self.members
@@ -271,6 +346,9 @@ struct MemberCtx {
     incarnation: Arc<AtomicU64>,
     fatal: Arc<Mutex<Option<String>>>,
     live: Arc<Mutex<BTreeMap<u64, Arc<CpNode>>>>,
+    naming: Arc<Mutex<BTreeMap<u64, Arc<DistroRunner>>>>,
+    distro_members: Arc<Mutex<BTreeMap<String, PeerAddr>>>,
+    pushes: PushLog,
     alive: Alive,
     observer: Observer,
     trace: Trace,
@@ -316,6 +394,23 @@ impl MemberCtx {
             .lock()
             .expect("live lock")
             .insert(self.id, node.clone());
+        let members = self.distro_members.lock().expect("members lock").clone();
+        let naming = DistroRunner::start(
+            &self.addr,
+            members,
+            DistroTimings::default(),
+            transport.clone(),
+        );
+        self.naming
+            .lock()
+            .expect("naming lock")
+            .insert(self.id, naming.clone());
+        tokio::spawn(record_pushes(
+            self.id,
+            naming.clone(),
+            self.pushes.clone(),
+            self.trace.clone(),
+        ));
         self.alive
             .lock()
             .expect("alive lock")
@@ -323,7 +418,25 @@ impl MemberCtx {
         if self.initial.is_empty() {
             tokio::spawn(join_cluster(self.id, self.addr.clone(), transport));
         }
-        serve(self.addr, node).await;
+        serve(self.addr, Arc::new(EngineMember { cp: node, naming })).await;
+    }
+}
+
+async fn record_pushes(node: u64, naming: Arc<DistroRunner>, log: PushLog, trace: Trace) {
+    let mut rx = naming.subscribe_pushes();
+    drop(naming);
+    loop {
+        match rx.recv().await {
+            Ok(p) => log.lock().expect("push lock").push(PushRecord {
+                at_ms: trace.now_ms(),
+                node,
+                subscriber: p.subscriber,
+                service: p.service,
+                hosts: p.hosts.iter().map(|h| (h.ip.clone(), h.port)).collect(),
+            }),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(_) => return,
+        }
     }
 }
 

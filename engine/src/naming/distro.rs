@@ -33,11 +33,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::constants as c;
 use crate::digest::fnv64;
 use crate::naming::java_hash::responsible;
 use crate::naming::{Instance, ServiceKey};
 
-/// Timing of Distro, Nacos defaults unless noted.
+/// Timing of Distro; the defaults are in `constants` (Nacos defaults unless noted there).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DistroTimings {
     /// Merge delay of a sync task.
@@ -67,16 +68,16 @@ pub struct DistroTimings {
 impl Default for DistroTimings {
     fn default() -> Self {
         DistroTimings {
-            sync_delay_ms: 1_000,
-            sync_retry_ms: 3_000,
-            verify_interval_ms: 5_000,
-            load_retry_ms: 5_000,
-            report_interval_ms: 2_000,
-            member_fail_max: 3,
-            beat_unhealthy_ms: 15_000,
-            beat_delete_ms: 30_000,
-            synced_expire_ms: 180_000,
-            conn_idle_ms: 20_000,
+            sync_delay_ms: c::DISTRO_SYNC_DELAY_MS,
+            sync_retry_ms: c::DISTRO_SYNC_RETRY_MS,
+            verify_interval_ms: c::DISTRO_VERIFY_INTERVAL_MS,
+            load_retry_ms: c::DISTRO_LOAD_RETRY_MS,
+            report_interval_ms: c::MEMBER_REPORT_INTERVAL_MS,
+            member_fail_max: c::MEMBER_FAIL_MAX,
+            beat_unhealthy_ms: c::CLIENT_BEAT_UNHEALTHY_MS,
+            beat_delete_ms: c::CLIENT_BEAT_DELETE_MS,
+            synced_expire_ms: c::SYNCED_CLIENT_EXPIRE_MS,
+            conn_idle_ms: c::CONNECTION_IDLE_MS,
         }
     }
 }
@@ -148,7 +149,9 @@ pub enum DistroReply {
     /// another member does); the sender drops it.
     Rejected,
     /// Clients of the manifest whose copy is missing or differs.
-    Verified { failed: Vec<String> },
+    Verified {
+        failed: Vec<String>,
+    },
     /// Every client the receiver knows, with the member that owns it.
     Snapshot(Vec<(ClientData, String)>),
 }
@@ -219,9 +222,13 @@ impl IpPortWrite {
 /// The outcome of an HTTP client write, with the member that applied it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum IpPortOutcome {
-    Done { at: String },
+    Done {
+        at: String,
+    },
     /// A beat for an instance the responsible member does not know (Nacos code 20404).
-    BeatNotFound { at: String },
+    BeatNotFound {
+        at: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -271,9 +278,13 @@ struct Peer {
 #[derive(Debug, Clone)]
 enum Load {
     /// Waiting until `at_ms` before the next round; the round asks members in order.
-    Waiting { at_ms: u64 },
+    Waiting {
+        at_ms: u64,
+    },
     /// Asking member `index` of the round.
-    Asking { index: usize },
+    Asking {
+        index: usize,
+    },
     Done,
 }
 
@@ -378,7 +389,10 @@ impl Distro {
 
     /// Health of every peer.
     pub fn member_states(&self) -> BTreeMap<String, MemberState> {
-        self.peers.iter().map(|(m, p)| (m.clone(), p.state)).collect()
+        self.peers
+            .iter()
+            .map(|(m, p)| (m.clone(), p.state))
+            .collect()
     }
 
     /// The member responsible for an HTTP client tag (`ip:port`).
@@ -407,7 +421,11 @@ impl Distro {
     pub fn instances(&self, service: &ServiceKey) -> Vec<Instance> {
         let mut by_id: BTreeMap<String, Instance> = BTreeMap::new();
         for id in self.by_service.get(service).into_iter().flatten() {
-            if let Some(i) = self.clients.get(id).and_then(|c| c.data.instances.get(service)) {
+            if let Some(i) = self
+                .clients
+                .get(id)
+                .and_then(|c| c.data.instances.get(service))
+            {
                 let key = i.instance_id(service);
                 match by_id.get(&key) {
                     Some(prev) if prev.healthy || !i.healthy => {}
@@ -558,14 +576,16 @@ impl Distro {
         let id = ip_port_client_id(&ip, port);
         match write {
             IpPortWrite::Register { service, instance } => {
-                let mut data = self.clients.get(&id).map(|c| c.data.clone()).unwrap_or(
-                    ClientData {
-                        id: id.clone(),
-                        kind: ClientKind::IpPort,
-                        revision: 0,
-                        instances: BTreeMap::new(),
-                    },
-                );
+                let mut data =
+                    self.clients
+                        .get(&id)
+                        .map(|c| c.data.clone())
+                        .unwrap_or(ClientData {
+                            id: id.clone(),
+                            kind: ClientKind::IpPort,
+                            revision: 0,
+                            instances: BTreeMap::new(),
+                        });
                 let changed = data.instances.get(service) != Some(instance);
                 data.instances.insert(service.clone(), instance.clone());
                 if changed || !self.clients.contains_key(&id) {
@@ -645,7 +665,10 @@ impl Distro {
         }
         for s in c.data.instances.keys() {
             self.touched.insert(s.clone());
-            self.by_service.entry(s.clone()).or_default().insert(id.clone());
+            self.by_service
+                .entry(s.clone())
+                .or_default()
+                .insert(id.clone());
         }
         self.by_service.retain(|_, set| !set.is_empty());
         self.clients.insert(id, c);
@@ -745,7 +768,11 @@ impl Distro {
             let targets: Vec<String> = self.peers.keys().cloned().collect();
             for t in targets {
                 if !busy.contains(&t) {
-                    self.send(&t, DistroMsg::Report, InFlight::Report { target: t.clone() });
+                    self.send(
+                        &t,
+                        DistroMsg::Report,
+                        InFlight::Report { target: t.clone() },
+                    );
                 }
             }
         }
@@ -789,7 +816,14 @@ impl Distro {
                 },
             };
             self.sending.insert(key);
-            self.send(&target, msg, InFlight::Sync { client, target: target.clone() });
+            self.send(
+                &target,
+                msg,
+                InFlight::Sync {
+                    client,
+                    target: target.clone(),
+                },
+            );
         }
     }
 

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigItem, ConfigKey};
 use crate::error::Reject;
+use crate::naming::distro::{DistroMsg, DistroReply, IpPortOutcome, IpPortWrite, NamingError};
+use crate::naming::{Instance, ServiceKey};
 use crate::raft::command::{Command, CommandResult};
 use crate::raft::type_config::TypeConfig;
 
@@ -30,6 +32,17 @@ pub enum PeerRequest {
     },
     /// Bootstrap probe: is the member up, and has it joined a cluster already?
     Ping,
+    /// A Distro message from member `from` (its Distro name, `ip:port`).
+    Distro {
+        from: String,
+        msg: DistroMsg,
+    },
+    /// A naming request of a client, or an HTTP client write forwarded `hops` times towards
+    /// its responsible member.
+    Naming {
+        hops: u8,
+        request: NamingRequest,
+    },
 }
 
 /// The answer to a `PeerRequest`, variant for variant.
@@ -40,6 +53,50 @@ pub enum PeerResponse {
     RaftSnapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
     Forward(Result<ClientResponse, Reject>),
     Pong { initialized: bool },
+    Distro(DistroReply),
+    Naming(Result<NamingResponse, NamingError>),
+}
+
+/// A naming request of a client at a member (the transport-independent form of the SDK and
+/// HTTP naming calls the simulator and the peer port carry).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum NamingRequest {
+    Connect {
+        conn: String,
+    },
+    KeepAlive {
+        conn: String,
+    },
+    Disconnect {
+        conn: String,
+    },
+    Register {
+        conn: String,
+        service: ServiceKey,
+        instance: Instance,
+    },
+    Deregister {
+        conn: String,
+        service: ServiceKey,
+    },
+    Subscribe {
+        conn: String,
+        service: ServiceKey,
+    },
+    /// An HTTP client write, routed to the responsible member.
+    IpPort(IpPortWrite),
+    /// The instances of a service in the local view.
+    List {
+        service: ServiceKey,
+    },
+}
+
+/// The answer to a `NamingRequest`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum NamingResponse {
+    Ok,
+    IpPort(IpPortOutcome),
+    Instances(Vec<Instance>),
 }
 
 /// A request of the CP data API, transport-independent.
