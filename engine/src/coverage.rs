@@ -34,10 +34,18 @@ pub enum Mark {
     MemberAdded,
     /// A member was removed from the voters.
     MemberRemoved,
+    /// Distro: a failed verify made the owner resend a client.
+    DistroVerifyResend,
+    /// Distro: a deletion older than the receiver's copy was refused.
+    DistroStaleDeleteRefused,
+    /// Distro: a snapshot from a peer was loaded.
+    DistroSnapshotLoaded,
+    /// Distro: a copy its owner no longer lists was dropped.
+    DistroUnlistedCopyDropped,
 }
 
 /// Every mark, in report order.
-pub const ALL: [Mark; 12] = [
+pub const ALL: [Mark; 16] = [
     Mark::JournalTornTailCut,
     Mark::JournalCorruptRefused,
     Mark::SnapshotBuilt,
@@ -50,6 +58,10 @@ pub const ALL: [Mark; 12] = [
     Mark::ReadIndexServed,
     Mark::MemberAdded,
     Mark::MemberRemoved,
+    Mark::DistroVerifyResend,
+    Mark::DistroStaleDeleteRefused,
+    Mark::DistroSnapshotLoaded,
+    Mark::DistroUnlistedCopyDropped,
 ];
 
 static COUNTS: [AtomicU64; ALL.len()] = [const { AtomicU64::new(0) }; ALL.len()];
@@ -70,6 +82,10 @@ impl Mark {
             Mark::ReadIndexServed => "read_index_served",
             Mark::MemberAdded => "member_added",
             Mark::MemberRemoved => "member_removed",
+            Mark::DistroVerifyResend => "distro_verify_resend",
+            Mark::DistroStaleDeleteRefused => "distro_stale_delete_refused",
+            Mark::DistroSnapshotLoaded => "distro_snapshot_loaded",
+            Mark::DistroUnlistedCopyDropped => "distro_unlisted_copy_dropped",
         }
     }
 

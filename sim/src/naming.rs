@@ -96,9 +96,17 @@ impl Ctx {
 
     fn open_epoch(&self, e: Epoch) -> usize {
         let mut log = self.log.lock().expect("naming log");
-        log.registrations += 1;
         log.epochs.push(e);
         log.epochs.len() - 1
+    }
+
+    fn ack_epoch(&self, idx: usize) {
+        let now = self.now_ms();
+        let mut log = self.log.lock().expect("naming log");
+        log.registrations += 1;
+        if let Some(e) = log.epochs.get_mut(idx) {
+            e.acked_ms.get_or_insert(now);
+        }
     }
 
     fn close_epoch(&self, idx: usize, end: End) {
@@ -213,6 +221,7 @@ impl NamingClient {
             port,
             node,
             start_ms: self.ctx.now_ms(),
+            acked_ms: None,
             end: None,
         }
     }
@@ -242,6 +251,7 @@ impl NamingClient {
             let node = self.ctx.member(attempt);
             k += 1;
             let conn = format!("conn-{}-{k}", self.id);
+            let epoch = self.ctx.open_epoch(self.epoch(node.0));
             let registered = self
                 .ctx
                 .call(&node, NamingRequest::Connect { conn: conn.clone() })
@@ -260,11 +270,13 @@ impl NamingClient {
                     .await
                     .is_ok();
             if !registered {
+                // The member may hold the registration anyway, until the connection idles out.
+                self.ctx.close_epoch(epoch, End::Lost);
                 attempt += 1;
                 sleep_ms(1_000).await;
                 continue;
             }
-            let epoch = self.ctx.open_epoch(self.epoch(node.0));
+            self.ctx.ack_epoch(epoch);
             loop {
                 sleep_ms(KEEPALIVE_MS).await;
                 if madsim::time::Instant::now() >= self.ctx.end {
@@ -327,12 +339,14 @@ impl NamingClient {
                 }
             };
             let started = self.ctx.now_ms();
+            if epoch.is_none() {
+                epoch = Some(self.ctx.open_epoch(self.epoch(0)));
+            }
             match self.ctx.call(&node, NamingRequest::IpPort(write)).await {
                 Ok(NamingResponse::IpPort(IpPortOutcome::Done { at })) if !registered => {
                     self.check_forwarded_write(&at, started);
-                    let owner = self.member_id(&at);
-                    if epoch.is_none() {
-                        epoch = Some(self.ctx.open_epoch(self.epoch(owner)));
+                    if let Some(e) = epoch {
+                        self.ctx.ack_epoch(e);
                     }
                     registered = true;
                 }

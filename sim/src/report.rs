@@ -130,8 +130,8 @@ pub struct RunReport {
     pub events: u64,
     pub failovers: Vec<Failover>,
     pub sim_ms: u64,
-    /// Simulated ms from the heal until every member's naming view converged.
-    pub naming_converge_ms: Option<u64>,
+    /// Simulated ms from each heal until every member's naming view converged.
+    pub naming_converge_ms: Vec<u64>,
 }
 
 impl RunReport {
@@ -165,9 +165,15 @@ impl RunReport {
             } else {
                 fo.join(",")
             },
-            self.naming_converge_ms
-                .map(|m| m.to_string())
-                .unwrap_or_else(|| "-".into())
+            if self.naming_converge_ms.is_empty() {
+                "-".to_string()
+            } else {
+                self.naming_converge_ms
+                    .iter()
+                    .map(|m| m.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }
         )
     }
 }

@@ -56,11 +56,14 @@ pub async fn run(seed: u64, scenario: Scenario, print_trace: bool) -> RunReport 
             spawn_naming_clients(&w, n, seed, run_end, naming_log.clone());
         }
     }
+    let converged: Arc<Mutex<Vec<u64>>> = Arc::default();
     let sampler = scenario.naming.as_ref().map(|_| {
         madsim::task::spawn(sample_naming(
             world.clone(),
             naming_log.clone(),
             windows.clone(),
+            heal_times(&plan, &scenario),
+            converged.clone(),
             naming_violations.clone(),
         ))
     });
@@ -75,16 +78,15 @@ pub async fn run(seed: u64, scenario: Scenario, print_trace: bool) -> RunReport 
     madsim::time::sleep(duration).await;
     let heal_ms = trace.now_ms();
     let mut liveness = liveness_phase(&world, &scenario, &trace).await;
-    let mut naming_converge_ms = None;
     if liveness.is_none() && scenario.naming.is_some() {
-        match naming_liveness(&world, &scenario, &trace, &naming_log, heal_ms).await {
-            Ok(ms) => naming_converge_ms = Some(ms),
-            Err(e) => liveness = Some(e),
+        if let Err(e) = naming_liveness(&world, &scenario, &trace, &naming_log, heal_ms).await {
+            liveness = Some(e);
         }
     }
     if let Some(s) = sampler {
         s.abort();
     }
+    let naming_converge_ms = converged.lock().expect("converged lock").clone();
     // Let in-flight client operations finish (they are bounded by the client deadline).
     madsim::time::sleep(Duration::from_millis(crate::workload::CLIENT_TIMEOUT_MS)).await;
     monitor.abort();
@@ -161,6 +163,32 @@ pub async fn run(seed: u64, scenario: Scenario, print_trace: bool) -> RunReport 
     }
 }
 
+/// When faults that split or stop members end (the heals convergence is measured from): each
+/// partition, isolation, crash or flapping period, and the final heal of the fault phase.
+fn heal_times(plan: &[crate::nemesis::Planned], scenario: &Scenario) -> Vec<u64> {
+    use crate::scenario::Fault;
+    let end = scenario.duration_s * 1000;
+    let mut v: Vec<u64> = plan
+        .iter()
+        .filter(|p| {
+            matches!(
+                p.fault,
+                Fault::Partition { .. }
+                    | Fault::IsolateLeader { .. }
+                    | Fault::OneWay { .. }
+                    | Fault::Crash { .. }
+                    | Fault::CrashAll { .. }
+                    | Fault::FlappingLinks { .. }
+            )
+        })
+        .map(|p| (p.at_ms + p.dur_ms).min(end))
+        .filter(|t| *t < end)
+        .collect();
+    v.push(end);
+    v.sort();
+    v
+}
+
 /// Fault intervals plus a grace period, and the heal at the end of the fault phase.
 fn fault_windows(plan: &[crate::nemesis::Planned], scenario: &Scenario) -> Windows {
     let end = scenario.duration_s * 1000;
@@ -206,23 +234,53 @@ struct NamingState {
     loaded: BTreeMap<u64, bool>,
 }
 
-const NAMING_SAMPLE_MS: u64 = 500;
+const NAMING_SAMPLE_MS: u64 = 250;
 
+/// Samples every member's naming view: checks the sampled properties, and measures, for each
+/// heal, the time until the views converge.
 async fn sample_naming(
     world: Arc<Mutex<World>>,
     log: SharedLog,
     windows: Windows,
+    heals: Vec<u64>,
+    converged: Arc<Mutex<Vec<u64>>>,
     out: Arc<Mutex<Vec<Violation>>>,
 ) {
     let mut seen: BTreeSet<(String, u64)> = BTreeSet::new();
+    let mut next_heal = 0;
+    let mut pending: Option<u64> = None;
     loop {
         madsim::time::sleep(Duration::from_millis(NAMING_SAMPLE_MS)).await;
         let st = naming_views(&world);
-        let (now, crashes) = {
+        let (now, crashes, running) = {
             let w = world.lock().expect("world lock");
             let c = w.crashes.lock().expect("crashes lock").clone();
-            (w.trace.now_ms(), c)
+            let running: Vec<String> = w
+                .running()
+                .into_iter()
+                .map(crate::world::member_addr)
+                .collect();
+            (w.trace.now_ms(), c, running)
         };
+        while next_heal < heals.len() && heals[next_heal] <= now {
+            pending = Some(heals[next_heal]);
+            next_heal += 1;
+        }
+        if let Some(heal) = pending {
+            let done = check_naming::not_converged(
+                now,
+                &st.views,
+                &st.healthy,
+                &st.loaded,
+                &running,
+                &log.lock().expect("naming log"),
+            )
+            .is_none();
+            if done {
+                converged.lock().expect("converged lock").push(now - heal);
+                pending = None;
+            }
+        }
         let mut found = Vec::new();
         check_naming::check_sample(
             now,

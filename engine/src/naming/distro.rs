@@ -34,6 +34,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::constants as c;
+use crate::coverage::{hit, Mark};
 use crate::digest::fnv64;
 use crate::naming::java_hash::responsible;
 use crate::naming::{Instance, ServiceKey};
@@ -131,8 +132,10 @@ pub struct VerifyEntry {
 pub enum DistroMsg {
     /// The full data of a client (ADD/CHANGE).
     Sync(ClientData),
-    /// The client is gone.
-    Delete { client: String },
+    /// The client is gone; it went `age_ms` before this was sent. A copy renewed or beaten
+    /// after that is newer than the deletion and is kept (a deletion queued on one side of a
+    /// long partition must not remove a client the other side kept alive).
+    Delete { client: String, age_ms: u64 },
     /// The manifest of every client the sender owns.
     Verify(Vec<VerifyEntry>),
     /// Asks for every client the receiver knows.
@@ -247,6 +250,10 @@ struct Client {
     last_renew_ms: u64,
     /// Last beat per published service (HTTP clients).
     beats: BTreeMap<ServiceKey, u64>,
+    /// Since when this member has owned the client without interruption (HTTP clients): a new
+    /// owner counts silence from here, so a stale copy taken over after a partition or a
+    /// membership change gives the client a full delete timeout to beat its new owner.
+    owned_since_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,14 +266,26 @@ enum TaskOp {
 struct Task {
     due_ms: u64,
     op: TaskOp,
+    /// When the action happened here.
+    at_ms: u64,
 }
 
 #[derive(Debug, Clone)]
 enum InFlight {
-    Sync { client: String, target: String },
-    Verify { target: String },
-    Load { target: String },
-    Report { target: String },
+    Sync {
+        client: String,
+        target: String,
+        at_ms: u64,
+    },
+    Verify {
+        target: String,
+    },
+    Load {
+        target: String,
+    },
+    Report {
+        target: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -472,6 +491,7 @@ impl Distro {
             origin: Origin::Local,
             last_renew_ms: now,
             beats: BTreeMap::new(),
+            owned_since_ms: None,
         });
     }
 
@@ -644,11 +664,17 @@ impl Distro {
             Some(c) => (c.last_renew_ms.max(now), c.beats.clone()),
             None => (now, BTreeMap::new()),
         };
+        let owned_since_ms = self
+            .clients
+            .get(&id)
+            .and_then(|c| c.owned_since_ms)
+            .or(Some(now));
         self.put_client(Client {
             data,
             origin,
             last_renew_ms: renew,
             beats,
+            owned_since_ms,
         });
         self.queue_all(now, &id, TaskOp::Change);
     }
@@ -690,19 +716,22 @@ impl Distro {
     fn queue_all(&mut self, now: u64, client: &str, op: TaskOp) {
         let targets: Vec<String> = self.peers.keys().cloned().collect();
         for t in targets {
-            self.queue(now + self.timings.sync_delay_ms, client, &t, op);
+            self.queue(now + self.timings.sync_delay_ms, now, client, &t, op);
         }
     }
 
-    fn queue(&mut self, due_ms: u64, client: &str, target: &str, op: TaskOp) {
+    fn queue(&mut self, due_ms: u64, at_ms: u64, client: &str, target: &str, op: TaskOp) {
         let key = (client.to_string(), target.to_string());
         match self.tasks.get_mut(&key) {
-            Some(t) => {
-                t.op = op; // the newest action wins; the first due time stays
+            Some(t) if t.at_ms <= at_ms => {
+                // The newest action wins; the first due time stays.
+                t.op = op;
+                t.at_ms = at_ms;
                 t.due_ms = t.due_ms.min(due_ms);
             }
+            Some(t) => t.due_ms = t.due_ms.min(due_ms),
             None => {
-                self.tasks.insert(key, Task { due_ms, op });
+                self.tasks.insert(key, Task { due_ms, op, at_ms });
             }
         }
     }
@@ -799,7 +828,7 @@ impl Distro {
                     key,
                     Task {
                         due_ms: now + self.timings.sync_retry_ms,
-                        op: task.op,
+                        ..task
                     },
                 );
                 continue;
@@ -813,6 +842,7 @@ impl Distro {
                 },
                 TaskOp::Delete => DistroMsg::Delete {
                     client: client.clone(),
+                    age_ms: now.saturating_sub(task.at_ms),
                 },
             };
             self.sending.insert(key);
@@ -822,6 +852,7 @@ impl Distro {
                 InFlight::Sync {
                     client,
                     target: target.clone(),
+                    at_ms: task.at_ms,
                 },
             );
         }
@@ -897,6 +928,19 @@ impl Distro {
     }
 
     fn expire(&mut self, now: u64) {
+        let owned: Vec<(String, bool)> = self
+            .clients
+            .values()
+            .map(|c| (c.data.id.clone(), self.owns(c)))
+            .collect();
+        for (id, owns) in owned {
+            if let Some(c) = self.clients.get_mut(&id) {
+                c.owned_since_ms = match (owns, c.owned_since_ms) {
+                    (true, since) => Some(since.unwrap_or(now)),
+                    (false, _) => None,
+                };
+            }
+        }
         let t = self.timings.clone();
         let mut idle_conns = Vec::new();
         let mut dropped = Vec::new();
@@ -913,7 +957,12 @@ impl Distro {
                         let mut data = c.data.clone();
                         let mut dirty = false;
                         for (s, inst) in c.data.instances.iter() {
-                            let beat = c.beats.get(s).copied().unwrap_or(0).max(c.last_renew_ms);
+                            let beat = c
+                                .beats
+                                .get(s)
+                                .copied()
+                                .unwrap_or(0)
+                                .max(c.owned_since_ms.unwrap_or(now));
                             let silent = now.saturating_sub(beat);
                             if silent > t.beat_delete_ms {
                                 data.instances.remove(s);
@@ -959,7 +1008,7 @@ impl Distro {
                 DistroReply::Ok
             }
             DistroMsg::Sync(data) => self.on_sync(now, from, data),
-            DistroMsg::Delete { client } => self.on_delete(from, &client),
+            DistroMsg::Delete { client, age_ms } => self.on_delete(now, from, &client, age_ms),
             DistroMsg::Verify(manifest) => self.on_verify(now, from, manifest),
             DistroMsg::SnapshotQuery => DistroReply::Snapshot(
                 self.clients
@@ -1002,15 +1051,21 @@ impl Distro {
             origin: Origin::Remote(from.to_string()),
             last_renew_ms: now,
             beats,
+            owned_since_ms: None,
         });
         DistroReply::Ok
     }
 
-    fn on_delete(&mut self, from: &str, id: &str) -> DistroReply {
-        let Some(kind) = self.clients.get(id).map(|c| c.data.kind) else {
+    fn on_delete(&mut self, now: u64, from: &str, id: &str, age_ms: u64) -> DistroReply {
+        let Some(c) = self.clients.get(id) else {
             return DistroReply::Ok;
         };
-        if !self.accepts_from(from, id, kind) {
+        let fresh = c.beats.values().copied().fold(c.last_renew_ms, u64::max);
+        if fresh > now.saturating_sub(age_ms) {
+            hit(Mark::DistroStaleDeleteRefused);
+            return DistroReply::Rejected; // this copy was confirmed after the deletion
+        }
+        if !self.accepts_from(from, id, c.data.kind) {
             return DistroReply::Rejected;
         }
         self.remove_client(id);
@@ -1021,8 +1076,9 @@ impl Distro {
         let listed: BTreeSet<&str> = manifest.iter().map(|e| e.client.as_str()).collect();
         // Copies the sender owns but no longer lists are gone at their owner: a connection
         // client's copy attributed to the sender; an HTTP client's copy when the sender is
-        // responsible for it and the copy came from it, or is older than one verify period (a
-        // copy another member sent just before ownership moved gets that long to be listed).
+        // responsible for it and the copy came from it, or was neither renewed nor beaten for
+        // `beat_unhealthy_ms` (after ownership moves, a live client beats its new owner, learns
+        // it is unknown there and registers again well within that time).
         let from_origin = Origin::Remote(from.to_string());
         let stale: Vec<String> = self
             .clients
@@ -1031,15 +1087,16 @@ impl Distro {
             .filter(|c| match c.data.kind {
                 ClientKind::Connection => c.origin == from_origin,
                 ClientKind::IpPort => {
+                    let fresh = c.beats.values().copied().fold(c.last_renew_ms, u64::max);
                     self.responsible_for(tag_of(&c.data.id)) == from
                         && (c.origin == from_origin
-                            || now.saturating_sub(c.last_renew_ms)
-                                > self.timings.verify_interval_ms)
+                            || now.saturating_sub(fresh) > self.timings.beat_unhealthy_ms)
                 }
             })
             .map(|c| c.data.id.clone())
             .collect();
         for id in stale {
+            hit(Mark::DistroUnlistedCopyDropped);
             self.remove_client(&id);
         }
         let mut failed = Vec::new();
@@ -1085,7 +1142,11 @@ impl Distro {
                 }
                 self.refresh_healthy();
             }
-            InFlight::Sync { client, target } => {
+            InFlight::Sync {
+                client,
+                target,
+                at_ms,
+            } => {
                 let key = (client.clone(), target.clone());
                 self.sending.remove(&key);
                 if reply.is_none() && !self.tasks.contains_key(&key) {
@@ -1094,7 +1155,8 @@ impl Distro {
                     } else {
                         TaskOp::Delete
                     };
-                    self.queue(now + self.timings.sync_retry_ms, &client, &target, op);
+                    let due = now + self.timings.sync_retry_ms;
+                    self.queue(due, at_ms, &client, &target, op);
                 }
             }
             InFlight::Verify { target } => {
@@ -1103,7 +1165,8 @@ impl Distro {
                         for client in failed {
                             let ours = self.clients.get(&client).is_some_and(|c| self.owns(c));
                             if ours {
-                                self.queue(now, &client, &target, TaskOp::Change);
+                                hit(Mark::DistroVerifyResend);
+                                self.queue(now, now, &client, &target, TaskOp::Change);
                             }
                         }
                     }
@@ -1111,6 +1174,9 @@ impl Distro {
             }
             InFlight::Load { target } => match reply {
                 Some(DistroReply::Snapshot(clients)) => {
+                    if !clients.is_empty() {
+                        hit(Mark::DistroSnapshotLoaded);
+                    }
                     self.apply_snapshot(now, clients);
                     self.load = Load::Done;
                 }
@@ -1153,6 +1219,7 @@ impl Distro {
                 origin,
                 last_renew_ms: now,
                 beats,
+                owned_since_ms: None,
             });
         }
     }

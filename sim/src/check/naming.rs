@@ -41,7 +41,10 @@ pub struct Epoch {
     pub port: u16,
     /// The member holding the connection, or that acknowledged the HTTP registration.
     pub node: u64,
+    /// When the client sent the registration.
     pub start_ms: u64,
+    /// When the client heard it acknowledged.
+    pub acked_ms: Option<u64>,
     pub end: Option<(u64, End)>,
 }
 
@@ -103,7 +106,7 @@ pub fn exempt(e: &Epoch, now: u64, crashes: &[(u64, u64)]) -> bool {
 }
 
 fn live_at(e: &Epoch, t: u64) -> bool {
-    e.start_ms <= t && e.end.is_none_or(|(end, _)| end > t)
+    e.acked_ms.is_some_and(|a| a <= t) && e.end.is_none_or(|(end, _)| end > t)
 }
 
 fn allowance(end: End) -> u64 {
@@ -115,11 +118,23 @@ fn allowance(end: End) -> u64 {
         }
 }
 
-/// Whether an instance seen at `t` may be shown: its client is live, or gone recently enough.
-pub fn may_show(epochs: &[&Epoch], t: u64) -> bool {
+/// Whether an instance seen at `t` may be shown: its client registered it (acknowledged or
+/// not yet) and is live, or is gone recently enough. Expiry counts from the later of the end
+/// and the end of a fault window overlapping it (ownership of HTTP clients settles then).
+pub fn may_show(epochs: &[&Epoch], t: u64, windows: &Windows) -> bool {
     epochs.iter().any(|e| match e.end {
         None => e.start_ms <= t,
-        Some((end, how)) => t <= end + allowance(how),
+        Some((end, how)) => {
+            let settled = windows
+                .0
+                .iter()
+                .filter(|(a, b)| *a <= t && *b >= end)
+                .map(|(_, b)| *b)
+                .max()
+                .unwrap_or(end)
+                .max(end);
+            t <= settled + allowance(how)
+        }
     })
 }
 
@@ -154,7 +169,7 @@ pub fn check_sample(
                 .get(&(ip.clone(), *port))
                 .cloned()
                 .unwrap_or_default();
-            if !may_show(&epochs, now) {
+            if !may_show(&epochs, now, windows) {
                 out.push(Violation::LingeringInstance {
                     node: *node,
                     client: epochs.first().map(|e| e.client).unwrap_or(0),
@@ -187,7 +202,8 @@ pub fn check_pushes(
         }
         let hosts: BTreeSet<&(String, u16)> = p.hosts.iter().collect();
         for e in log.epochs.iter().filter(|e| e.service == p.service) {
-            if e.start_ms + PROPAGATION_MS > p.at_ms || !live_at(e, p.at_ms) {
+            let acked = e.acked_ms.unwrap_or(u64::MAX);
+            if acked.saturating_add(PROPAGATION_MS) > p.at_ms || !live_at(e, p.at_ms) {
                 continue;
             }
             if exempt(e, p.at_ms, crashes) {

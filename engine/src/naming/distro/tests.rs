@@ -1,1 +1,313 @@
+use super::*;
 
+const A: &str = "10.0.0.1:8848";
+const B: &str = "10.0.0.2:8848";
+const C: &str = "10.0.0.3:8848";
+
+fn members() -> Vec<String> {
+    vec![A.into(), B.into(), C.into()]
+}
+
+fn svc() -> ServiceKey {
+    ServiceKey::new("public", "DEFAULT_GROUP", "svc")
+}
+
+/// A member that finished its snapshot load (from B, empty).
+fn loaded(me: &str) -> Distro {
+    let mut d = Distro::new(me, &members(), DistroTimings::default(), 0);
+    d.on_tick(0);
+    for e in d.drain() {
+        if let Effect::Send { id, msg, .. } = e {
+            let reply = match msg {
+                DistroMsg::SnapshotQuery => DistroReply::Snapshot(vec![]),
+                _ => DistroReply::Ok,
+            };
+            d.on_reply(0, id, Some(reply));
+        }
+    }
+    d.drain();
+    assert!(d.loaded());
+    d
+}
+
+fn sends(effects: &[Effect]) -> Vec<(String, DistroMsg)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { to, msg, .. } => Some((to.clone(), msg.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn syncs(effects: &[Effect]) -> Vec<(String, ClientData)> {
+    sends(effects)
+        .into_iter()
+        .filter_map(|(to, m)| match m {
+            DistroMsg::Sync(d) => Some((to, d)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn changes_within_the_delay_merge_into_one_sync_of_the_newest_state() {
+    let mut d = loaded(A);
+    d.connect(0, "c1");
+    d.register(0, "c1", &svc(), Instance::new("1.1.1.1", 80))
+        .expect("register");
+    let mut moved = Instance::new("1.1.1.1", 80);
+    moved.weight = 2.0;
+    d.register(500, "c1", &svc(), moved.clone())
+        .expect("register");
+    d.on_tick(900);
+    assert!(syncs(&d.drain()).is_empty(), "nothing before the delay");
+    d.on_tick(1_000);
+    let out = syncs(&d.drain());
+    assert_eq!(out.len(), 2, "one sync per peer: {out:?}");
+    for (_, data) in out {
+        assert_eq!(data.revision, 2);
+        assert_eq!(data.instances.get(&svc()), Some(&moved));
+    }
+}
+
+#[test]
+fn identical_reregistration_changes_nothing() {
+    let mut d = loaded(A);
+    d.connect(0, "c1");
+    d.register(0, "c1", &svc(), Instance::new("1.1.1.1", 80))
+        .expect("register");
+    d.on_tick(1_000);
+    d.drain();
+    d.register(2_000, "c1", &svc(), Instance::new("1.1.1.1", 80))
+        .expect("register");
+    d.on_tick(4_000);
+    assert!(syncs(&d.drain()).is_empty());
+    assert_eq!(d.client("c1").map(|c| c.revision), Some(1));
+}
+
+#[test]
+fn a_member_refuses_remote_changes_to_its_own_clients_and_foreign_connections() {
+    let mut d = loaded(A);
+    d.connect(0, "c1");
+    d.register(0, "c1", &svc(), Instance::new("1.1.1.1", 80))
+        .expect("register");
+    let forged = ClientData {
+        id: "c1".into(),
+        kind: ClientKind::Connection,
+        revision: 9,
+        instances: BTreeMap::new(),
+    };
+    assert_eq!(
+        d.on_message(10, B, DistroMsg::Sync(forged)),
+        DistroReply::Rejected
+    );
+    assert_eq!(
+        d.on_message(
+            10,
+            B,
+            DistroMsg::Delete {
+                client: "c1".into(),
+                age_ms: 0
+            }
+        ),
+        DistroReply::Rejected
+    );
+    // A connection client synced by B cannot be deleted by C.
+    let remote = ClientData {
+        id: "c2".into(),
+        kind: ClientKind::Connection,
+        revision: 1,
+        instances: BTreeMap::from([(svc(), Instance::new("2.2.2.2", 80))]),
+    };
+    assert_eq!(
+        d.on_message(10, B, DistroMsg::Sync(remote)),
+        DistroReply::Ok
+    );
+    let delete = DistroMsg::Delete {
+        client: "c2".into(),
+        age_ms: 0,
+    };
+    assert_eq!(d.on_message(20, C, delete.clone()), DistroReply::Rejected);
+    assert_eq!(d.on_message(20, B, delete), DistroReply::Ok);
+    assert!(d.client("c2").is_none());
+}
+
+#[test]
+fn a_failed_verify_resends_the_client_at_once() {
+    let mut d = loaded(A);
+    d.connect(0, "c1");
+    d.register(0, "c1", &svc(), Instance::new("1.1.1.1", 80))
+        .expect("register");
+    d.on_tick(1_000);
+    for e in d.drain() {
+        if let Effect::Send { id, .. } = e {
+            d.on_reply(1_010, id, Some(DistroReply::Ok));
+        }
+    }
+    d.on_tick(5_000); // the first verify goes out
+    let out = d.drain();
+    let verify = out
+        .iter()
+        .find_map(|e| match e {
+            Effect::Send {
+                id,
+                to,
+                msg: DistroMsg::Verify(m),
+            } if to == B => Some((*id, m.clone())),
+            _ => None,
+        })
+        .expect("a manifest to B");
+    assert_eq!(verify.1.len(), 1);
+    d.on_reply(
+        5_010,
+        verify.0,
+        Some(DistroReply::Verified {
+            failed: vec!["c1".into()],
+        }),
+    );
+    let resent = syncs(&d.drain());
+    assert_eq!(resent.len(), 1, "{resent:?}");
+    assert_eq!(resent[0].0, B);
+}
+
+#[test]
+fn a_loaded_snapshot_never_replaces_local_clients_nor_revives_own_dead_connections() {
+    let mut d = Distro::new(A, &members(), DistroTimings::default(), 0);
+    d.connect(0, "mine");
+    d.register(0, "mine", &svc(), Instance::new("1.1.1.1", 80))
+        .expect("register");
+    d.on_tick(0);
+    let query = d
+        .drain()
+        .into_iter()
+        .find_map(|e| match e {
+            Effect::Send {
+                id,
+                msg: DistroMsg::SnapshotQuery,
+                ..
+            } => Some(id),
+            _ => None,
+        })
+        .expect("snapshot query");
+    let stale_mine = ClientData {
+        id: "mine".into(),
+        kind: ClientKind::Connection,
+        revision: 7,
+        instances: BTreeMap::new(),
+    };
+    let old_life = ClientData {
+        id: "old".into(),
+        kind: ClientKind::Connection,
+        revision: 3,
+        instances: BTreeMap::from([(svc(), Instance::new("3.3.3.3", 80))]),
+    };
+    let other = ClientData {
+        id: "theirs".into(),
+        kind: ClientKind::Connection,
+        revision: 1,
+        instances: BTreeMap::from([(svc(), Instance::new("4.4.4.4", 80))]),
+    };
+    d.on_reply(
+        10,
+        query,
+        Some(DistroReply::Snapshot(vec![
+            (stale_mine, B.into()),
+            (old_life, A.into()),
+            (other, B.into()),
+        ])),
+    );
+    assert!(d.loaded());
+    assert_eq!(d.client("mine").map(|c| c.revision), Some(1));
+    assert!(d.client("old").is_none());
+    assert!(d.client("theirs").is_some());
+}
+
+#[test]
+fn http_clients_turn_unhealthy_then_are_deleted_without_beats() {
+    let mut d = Distro::new(A, &[A.to_string()], DistroTimings::default(), 0);
+    let w = IpPortWrite::Register {
+        service: svc(),
+        instance: Instance::new("5.5.5.5", 80),
+    };
+    assert_eq!(d.apply_ip_port(0, &w), IpPortOutcome::Done { at: A.into() });
+    d.on_tick(15_000);
+    assert!(d.instances(&svc())[0].healthy);
+    d.on_tick(15_100);
+    assert!(!d.instances(&svc())[0].healthy);
+    let beat = IpPortWrite::Beat {
+        service: svc(),
+        ip: "5.5.5.5".into(),
+        port: 80,
+    };
+    d.apply_ip_port(16_000, &beat);
+    assert!(d.instances(&svc())[0].healthy, "a beat heals it");
+    d.on_tick(46_100);
+    assert!(d.instances(&svc()).is_empty());
+    assert_eq!(
+        d.apply_ip_port(46_200, &beat),
+        IpPortOutcome::BeatNotFound { at: A.into() }
+    );
+}
+
+#[test]
+fn a_deletion_older_than_the_copy_is_refused() {
+    let mut d = loaded(A);
+    let id = "9.9.9.8:80#true";
+    // Over [A, B, C] the tag hashes to index 2: C owns the client, A holds a copy.
+    assert_eq!(d.responsible_for("9.9.9.8:80"), C);
+    let data = ClientData {
+        id: id.into(),
+        kind: ClientKind::IpPort,
+        revision: 1,
+        instances: BTreeMap::from([(svc(), Instance::new("9.9.9.8", 80))]),
+    };
+    assert_eq!(
+        d.on_message(100_000, C, DistroMsg::Sync(data)),
+        DistroReply::Ok
+    );
+    // B deleted it 60 s ago (say, on its side of a partition): older than the copy.
+    let stale = DistroMsg::Delete {
+        client: id.into(),
+        age_ms: 60_000,
+    };
+    assert_eq!(d.on_message(110_000, B, stale), DistroReply::Rejected);
+    assert!(d.client(id).is_some());
+    let fresh = DistroMsg::Delete {
+        client: id.into(),
+        age_ms: 0,
+    };
+    assert_eq!(d.on_message(110_000, B, fresh), DistroReply::Ok);
+    assert!(d.client(id).is_none());
+}
+
+#[test]
+fn three_failed_reports_make_a_member_down_and_move_ownership() {
+    let mut d = loaded(A);
+    assert_eq!(d.healthy_members().len(), 3);
+    for round in 0..3u64 {
+        let now = 2_000 * (round + 1);
+        d.on_tick(now);
+        for e in d.drain() {
+            if let Effect::Send {
+                id,
+                to,
+                msg: DistroMsg::Report,
+            } = e
+            {
+                let ok = (to != C).then_some(DistroReply::Ok);
+                d.on_reply(now, id, ok);
+            }
+        }
+        let expected = if round < 2 {
+            MemberState::Suspicious
+        } else {
+            MemberState::Down
+        };
+        assert_eq!(d.member_states()[C], expected);
+    }
+    assert_eq!(d.healthy_members(), vec![A.to_string(), B.to_string()]);
+    // An incoming report brings it back.
+    d.on_message(7_000, C, DistroMsg::Report);
+    assert_eq!(d.healthy_members().len(), 3);
+}
