@@ -6,6 +6,7 @@
 
 pub mod distro;
 pub mod java_hash;
+pub mod persistent;
 pub mod runner;
 
 use std::collections::BTreeMap;
@@ -58,6 +59,10 @@ pub struct Instance {
     pub metadata: BTreeMap<String, String>,
 }
 
+// Weights are checked to lie in 0..=10000 before they are stored (never NaN), so equality is
+// total on stored instances; the replicated command and state types need `Eq`.
+impl Eq for Instance {}
+
 impl Instance {
     /// An enabled, healthy, ephemeral instance of weight 1 in the default cluster.
     pub fn new(ip: &str, port: u16) -> Instance {
@@ -107,6 +112,9 @@ pub struct ServiceMeta {
     pub metadata: BTreeMap<String, String>,
     pub ephemeral: bool,
 }
+
+// Protect thresholds are checked to be finite before they are stored (never NaN).
+impl Eq for ServiceMeta {}
 
 impl Default for ServiceMeta {
     fn default() -> Self {

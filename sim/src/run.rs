@@ -247,6 +247,7 @@ async fn sample_naming(
     out: Arc<Mutex<Vec<Violation>>>,
 ) {
     let mut seen: BTreeSet<(String, u64)> = BTreeSet::new();
+    let watch = std::env::var("NACRE_SIM_WATCH").ok();
     let mut next_heal = 0;
     let mut pending: Option<u64> = None;
     loop {
@@ -279,6 +280,24 @@ async fn sample_naming(
             if done {
                 converged.lock().expect("converged lock").push(now - heal);
                 pending = None;
+            }
+        }
+        if let Some(tag) = &watch {
+            // Debugging aid: NACRE_SIM_WATCH=ip:port prints that HTTP client's copies.
+            let w = world.lock().expect("world lock");
+            for id in w.running() {
+                if let Some(d) = w.distro(id) {
+                    let line = d.read(|d| {
+                        format!(
+                            "watch {now} n{id} healthy={} owner={} copy={:?}",
+                            d.healthy_members().len(),
+                            d.responsible_for(tag),
+                            d.client(&format!("{tag}#true"))
+                                .map(|c| (c.revision, c.instances.len()))
+                        )
+                    });
+                    eprintln!("{line}");
+                }
             }
         }
         let mut found = Vec::new();

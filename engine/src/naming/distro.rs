@@ -132,9 +132,10 @@ pub struct VerifyEntry {
 pub enum DistroMsg {
     /// The full data of a client (ADD/CHANGE).
     Sync(ClientData),
-    /// The client is gone; it went `age_ms` before this was sent. A copy renewed or beaten
-    /// after that is newer than the deletion and is kept (a deletion queued on one side of a
-    /// long partition must not remove a client the other side kept alive).
+    /// The client is gone; the deletion rests on evidence `age_ms` old when this was sent (the
+    /// deregistration itself, or the last beat or keepalive before a timeout). A copy renewed
+    /// or beaten after that is newer than the deletion and is kept (a timeout on one side of a
+    /// partition must not remove a client the other side kept alive).
     Delete { client: String, age_ms: u64 },
     /// The manifest of every client the sender owns.
     Verify(Vec<VerifyEntry>),
@@ -513,8 +514,13 @@ impl Distro {
         }
     }
 
-    /// The connection closed (or was ejected): its instances and subscriptions go.
+    /// The connection closed: its instances and subscriptions go.
     pub fn disconnect(&mut self, now: u64, conn: &str) {
+        self.close_connection(now, conn, now);
+    }
+
+    /// Closes a connection; `evidence_ms` is the last sign of life the deletion rests on.
+    fn close_connection(&mut self, now: u64, conn: &str, evidence_ms: u64) {
         if self.local_conn(conn).is_err() {
             return;
         }
@@ -523,7 +529,7 @@ impl Distro {
         }
         self.subscribers.retain(|_, s| !s.is_empty());
         self.remove_client(conn);
-        self.queue_all(now, conn, TaskOp::Delete);
+        self.queue_all_at(now, evidence_ms, conn, TaskOp::Delete);
         self.flush_pushes();
     }
 
@@ -714,9 +720,14 @@ impl Distro {
 
     /// Queues a sync of `client` to every peer, merged with a pending one.
     fn queue_all(&mut self, now: u64, client: &str, op: TaskOp) {
+        self.queue_all_at(now, now, client, op);
+    }
+
+    /// Queues with the time the action rests on (`at_ms`, at most `now`).
+    fn queue_all_at(&mut self, now: u64, at_ms: u64, client: &str, op: TaskOp) {
         let targets: Vec<String> = self.peers.keys().cloned().collect();
         for t in targets {
-            self.queue(now + self.timings.sync_delay_ms, now, client, &t, op);
+            self.queue(now + self.timings.sync_delay_ms, at_ms, client, &t, op);
         }
     }
 
@@ -950,22 +961,20 @@ impl Distro {
                 match c.data.kind {
                     ClientKind::Connection => {
                         if now.saturating_sub(c.last_renew_ms) > t.conn_idle_ms {
-                            idle_conns.push(c.data.id.clone());
+                            idle_conns.push((c.data.id.clone(), c.last_renew_ms));
                         }
                     }
                     ClientKind::IpPort => {
                         let mut data = c.data.clone();
                         let mut dirty = false;
+                        let mut evidence = 0;
                         for (s, inst) in c.data.instances.iter() {
-                            let beat = c
-                                .beats
-                                .get(s)
-                                .copied()
-                                .unwrap_or(0)
-                                .max(c.owned_since_ms.unwrap_or(now));
+                            let last_beat = c.beats.get(s).copied().unwrap_or(0);
+                            let beat = last_beat.max(c.owned_since_ms.unwrap_or(now));
                             let silent = now.saturating_sub(beat);
                             if silent > t.beat_delete_ms {
                                 data.instances.remove(s);
+                                evidence = evidence.max(last_beat);
                                 dirty = true;
                             } else if silent > t.beat_unhealthy_ms && inst.healthy {
                                 if let Some(i) = data.instances.get_mut(s) {
@@ -975,7 +984,7 @@ impl Distro {
                             }
                         }
                         if dirty {
-                            changed.push(data);
+                            changed.push((data, evidence));
                         }
                     }
                 }
@@ -983,14 +992,22 @@ impl Distro {
                 dropped.push(c.data.id.clone());
             }
         }
-        for id in idle_conns {
-            self.disconnect(now, &id);
+        for (id, last_keepalive) in idle_conns {
+            self.close_connection(now, &id, last_keepalive);
         }
         for id in dropped {
             self.remove_client(&id);
         }
-        for data in changed {
-            self.change_owned(now, data, Origin::Local);
+        for (data, evidence) in changed {
+            if data.instances.is_empty() {
+                // Every instance timed out: the deletion is as old as the last beat seen, so
+                // a member that saw a later one (across a partition) keeps its copy.
+                let id = data.id.clone();
+                self.remove_client(&id);
+                self.queue_all_at(now, evidence, &id, TaskOp::Delete);
+            } else {
+                self.change_owned(now, data, Origin::Local);
+            }
         }
     }
 

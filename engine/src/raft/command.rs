@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigApplied, ConfigCommand};
+use crate::naming::persistent::{NamingApplied, NamingCommand};
 
 /// One replicated command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +27,8 @@ pub enum Op {
     Config(ConfigCommand),
     /// Drop config history older than `retention_ms` before `now_ms`.
     PurgeHistory { retention_ms: u64 },
+    /// A change of service metadata or persistent instances.
+    Naming(NamingCommand),
 }
 
 /// The result of applying one entry.
@@ -37,6 +40,8 @@ pub enum CommandResult {
     Config(ConfigApplied),
     /// History rows dropped.
     Purged { rows: u64 },
+    /// A naming command's outcome.
+    Naming(NamingApplied),
 }
 
 impl std::fmt::Display for Command {

@@ -25,10 +25,12 @@ use super::type_config::{Entry, LogId, SnapshotMeta, StorageError, StoredMembers
 use crate::config::listen::{ConfigChange, CONFIG_CHANGES_CAPACITY};
 use crate::config::{ConfigApplied, ConfigCommand, ConfigStore};
 use crate::error::{DecodeError, Fatal};
+use crate::naming::persistent::NamingTable;
 use crate::ports::{Disk, DiskFile, RaftObserver};
 use crate::wire::frame::{decode_msg, encode_msg};
 
-const SNAPSHOT_VERSION: u32 = 1;
+/// Version 2 added the naming tables.
+const SNAPSHOT_VERSION: u32 = 2;
 
 /// The replicated CP state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,12 +38,20 @@ pub struct CpState {
     pub last_applied: Option<LogId>,
     pub membership: StoredMembership,
     pub configs: ConfigStore,
+    /// Service metadata and persistent instances.
+    pub naming: NamingTable,
 }
 
 impl CpState {
     /// A digest of the data (not of the Raft bookkeeping), equal on converged replicas.
     pub fn digest(&self) -> u64 {
-        self.configs.digest()
+        if self.naming.is_empty() {
+            return self.configs.digest();
+        }
+        let mut h = crate::digest::Fnv64::default();
+        h.write_u64(self.configs.digest());
+        h.write_u64(self.naming.digest());
+        h.finish()
     }
 
     fn apply_entry(&mut self, entry: &Entry) -> CommandResult {
@@ -60,6 +70,7 @@ impl CpState {
                     let rows = self.configs.purge_history(cmd.now_ms, *retention_ms);
                     CommandResult::Purged { rows: rows as u64 }
                 }
+                Op::Naming(n) => CommandResult::Naming(self.naming.apply(n)),
             },
         }
     }
@@ -324,5 +335,57 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: meta.clone(),
             snapshot: Box::new(Cursor::new(bytes.clone())),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::naming::persistent::{NamingApplied, NamingCommand};
+    use crate::naming::{Instance, ServiceKey};
+    use crate::raft::command::Command;
+    use openraft::{CommittedLeaderId, LogId as RaftLogId};
+
+    fn entry(index: u64, op: Op) -> Entry {
+        Entry {
+            log_id: RaftLogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Command { now_ms: 7, op }),
+        }
+    }
+
+    #[test]
+    fn naming_tables_apply_and_survive_a_snapshot_round_trip() {
+        let mut state = CpState::default();
+        let before = state.digest();
+        let key = ServiceKey::new("public", "DEFAULT_GROUP", "orders");
+        let register = Op::Naming(NamingCommand::RegisterPersistent {
+            service: key.clone(),
+            instance: Instance {
+                ephemeral: false,
+                ..Instance::new("10.0.0.9", 8080)
+            },
+        });
+        assert_eq!(
+            state.apply_entry(&entry(1, register)),
+            CommandResult::Naming(NamingApplied::Done)
+        );
+        assert_ne!(
+            state.digest(),
+            before,
+            "the naming tables are part of the digest"
+        );
+        let image = SnapshotImage {
+            version: SNAPSHOT_VERSION,
+            meta: SnapshotMeta {
+                last_log_id: state.last_applied,
+                last_membership: state.membership.clone(),
+                snapshot_id: "t".into(),
+            },
+            state_digest: state.digest(),
+            state: state.clone(),
+        };
+        let back = SnapshotImage::decode(&image.encode()).expect("decodes");
+        assert_eq!(back.state, state);
+        assert_eq!(back.state.naming.instances(&key).len(), 1);
     }
 }
