@@ -42,10 +42,14 @@ pub enum Mark {
     DistroSnapshotLoaded,
     /// Distro: a copy its owner no longer lists was dropped.
     DistroUnlistedCopyDropped,
+    /// Distro: a DOWN peer came back and was verified at once.
+    DistroPeerRecovered,
+    /// Distro: a new owner took a handed-over copy of an HTTP client.
+    DistroHandoffTaken,
 }
 
 /// Every mark, in report order.
-pub const ALL: [Mark; 16] = [
+pub const ALL: [Mark; 18] = [
     Mark::JournalTornTailCut,
     Mark::JournalCorruptRefused,
     Mark::SnapshotBuilt,
@@ -62,6 +66,8 @@ pub const ALL: [Mark; 16] = [
     Mark::DistroStaleDeleteRefused,
     Mark::DistroSnapshotLoaded,
     Mark::DistroUnlistedCopyDropped,
+    Mark::DistroPeerRecovered,
+    Mark::DistroHandoffTaken,
 ];
 
 static COUNTS: [AtomicU64; ALL.len()] = [const { AtomicU64::new(0) }; ALL.len()];
@@ -86,6 +92,8 @@ impl Mark {
             Mark::DistroStaleDeleteRefused => "distro_stale_delete_refused",
             Mark::DistroSnapshotLoaded => "distro_snapshot_loaded",
             Mark::DistroUnlistedCopyDropped => "distro_unlisted_copy_dropped",
+            Mark::DistroPeerRecovered => "distro_peer_recovered",
+            Mark::DistroHandoffTaken => "distro_handoff_taken",
         }
     }
 

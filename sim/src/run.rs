@@ -164,7 +164,7 @@ pub async fn run(seed: u64, scenario: Scenario, print_trace: bool) -> RunReport 
 }
 
 /// When faults that split or stop members end (the heals convergence is measured from): each
-/// partition, isolation, crash or flapping period, and the final heal of the fault phase.
+/// partition, isolation, crash or flapping period, cut at the final heal of the fault phase.
 fn heal_times(plan: &[crate::nemesis::Planned], scenario: &Scenario) -> Vec<u64> {
     use crate::scenario::Fault;
     let end = scenario.duration_s * 1000;
@@ -181,11 +181,14 @@ fn heal_times(plan: &[crate::nemesis::Planned], scenario: &Scenario) -> Vec<u64>
                     | Fault::FlappingLinks { .. }
             )
         })
-        .map(|p| (p.at_ms + p.dur_ms).min(end))
-        .filter(|t| *t < end)
+        .map(|p| p.at_ms + p.dur_ms)
         .collect();
-    v.push(end);
+    // A fault still running at the end is healed by the liveness phase.
+    for t in v.iter_mut() {
+        *t = (*t).min(end);
+    }
     v.sort();
+    v.dedup();
     v
 }
 
@@ -275,8 +278,11 @@ async fn sample_naming(
                 &st.loaded,
                 &running,
                 &log.lock().expect("naming log"),
-            )
-            .is_none();
+            );
+            if watch.is_some() {
+                eprintln!("converge {now} {:?}", done);
+            }
+            let done = done.is_none();
             if done {
                 converged.lock().expect("converged lock").push(now - heal);
                 pending = None;

@@ -139,6 +139,10 @@ pub enum DistroMsg {
     Delete { client: String, age_ms: u64 },
     /// The manifest of every client the sender owns.
     Verify(Vec<VerifyEntry>),
+    /// A copy of an HTTP client the receiver owns but did not list in its manifest, handed
+    /// to it by a member that saw the client alive `age_ms` ago (ownership moved to a member
+    /// without a copy, e.g. after a partition).
+    Handoff { data: ClientData, age_ms: u64 },
     /// Asks for every client the receiver knows.
     SnapshotQuery,
     /// The sender is alive.
@@ -273,6 +277,7 @@ struct Task {
 
 #[derive(Debug, Clone)]
 enum InFlight {
+    Handoff,
     Sync {
         client: String,
         target: String,
@@ -322,6 +327,9 @@ pub struct Distro {
     last_pushed: BTreeMap<ServiceKey, u64>,
     touched: BTreeSet<ServiceKey>,
     tasks: BTreeMap<(String, String), Task>,
+    /// HTTP clients this member deleted as their owner, with the time of the evidence the
+    /// deletion rests on; a handoff with older evidence is refused. Kept `beat_delete_ms`.
+    tombstones: BTreeMap<String, u64>,
     sending: BTreeSet<(String, String)>,
     in_flight: BTreeMap<u64, InFlight>,
     next_id: u64,
@@ -345,6 +353,7 @@ impl Distro {
             last_pushed: BTreeMap::new(),
             touched: BTreeSet::new(),
             tasks: BTreeMap::new(),
+            tombstones: BTreeMap::new(),
             sending: BTreeSet::new(),
             in_flight: BTreeMap::new(),
             next_id: 1,
@@ -630,7 +639,10 @@ impl Distro {
                 }
                 // Unknown here (this member became responsible without a copy): copies other
                 // members may hold are deleted all the same.
-                None => self.queue_all(now, &id, TaskOp::Delete),
+                None => {
+                    self.tombstones.insert(id.clone(), now);
+                    self.queue_all(now, &id, TaskOp::Delete);
+                }
             },
             IpPortWrite::Beat { service, .. } => {
                 let Some(c) = self.clients.get_mut(&id) else {
@@ -661,6 +673,7 @@ impl Distro {
         if data.kind == ClientKind::IpPort && data.instances.is_empty() {
             if self.clients.contains_key(&id) {
                 self.remove_client(&id);
+                self.tombstones.insert(id.clone(), now);
                 self.queue_all(now, &id, TaskOp::Delete);
             }
             return;
@@ -870,6 +883,25 @@ impl Distro {
     }
 
     fn send_verify(&mut self) {
+        let targets: Vec<String> = self.peers.keys().cloned().collect();
+        self.send_verify_to(&targets);
+    }
+
+    /// A peer came back (DOWN before, UP now): sync what waits for it and verify it at once
+    /// instead of at the next period, so views converge soon after a heal.
+    fn peer_recovered(&mut self, now: u64, peer: &str) {
+        hit(Mark::DistroPeerRecovered);
+        for ((_, target), task) in self.tasks.iter_mut() {
+            if target == peer {
+                task.due_ms = task.due_ms.min(now);
+            }
+        }
+        if self.loaded() {
+            self.send_verify_to(&[peer.to_string()]);
+        }
+    }
+
+    fn send_verify_to(&mut self, targets: &[String]) {
         let manifest: Vec<VerifyEntry> = self
             .clients
             .values()
@@ -888,11 +920,15 @@ impl Distro {
                 _ => None,
             })
             .collect();
-        let targets: Vec<String> = self
-            .peers
+        let targets: Vec<String> = targets
             .iter()
-            .filter(|(m, p)| p.state != MemberState::Down && !busy.contains(*m))
-            .map(|(m, _)| m.clone())
+            .filter(|m| {
+                self.peers
+                    .get(*m)
+                    .is_some_and(|p| p.state != MemberState::Down)
+                    && !busy.contains(*m)
+            })
+            .cloned()
             .collect();
         for t in targets {
             self.send(
@@ -939,6 +975,9 @@ impl Distro {
     }
 
     fn expire(&mut self, now: u64) {
+        let keep = self.timings.beat_delete_ms;
+        self.tombstones
+            .retain(|_, t| now.saturating_sub(*t) <= keep);
         let owned: Vec<(String, bool)> = self
             .clients
             .values()
@@ -1004,6 +1043,7 @@ impl Distro {
                 // a member that saw a later one (across a partition) keeps its copy.
                 let id = data.id.clone();
                 self.remove_client(&id);
+                self.tombstones.insert(id.clone(), evidence);
                 self.queue_all_at(now, evidence, &id, TaskOp::Delete);
             } else {
                 self.change_owned(now, data, Origin::Local);
@@ -1018,13 +1058,19 @@ impl Distro {
         let reply = match msg {
             DistroMsg::Report => {
                 if let Some(p) = self.peers.get_mut(from) {
+                    let was_down = p.state == MemberState::Down;
                     p.state = MemberState::Up;
                     p.fails = 0;
                     self.refresh_healthy();
+                    if was_down {
+                        self.peer_recovered(now, from);
+                        self.dispatch(now);
+                    }
                 }
                 DistroReply::Ok
             }
             DistroMsg::Sync(data) => self.on_sync(now, from, data),
+            DistroMsg::Handoff { data, age_ms } => self.on_handoff(now, data, age_ms),
             DistroMsg::Delete { client, age_ms } => self.on_delete(now, from, &client, age_ms),
             DistroMsg::Verify(manifest) => self.on_verify(now, from, manifest),
             DistroMsg::SnapshotQuery => DistroReply::Snapshot(
@@ -1073,6 +1119,36 @@ impl Distro {
         DistroReply::Ok
     }
 
+    fn on_handoff(&mut self, now: u64, data: ClientData, age_ms: u64) -> DistroReply {
+        let seen_alive = now.saturating_sub(age_ms);
+        if data.kind != ClientKind::IpPort
+            || self.responsible_for(tag_of(&data.id)) != self.me
+            || self.clients.contains_key(&data.id)
+            || self
+                .tombstones
+                .get(&data.id)
+                .is_some_and(|t| *t >= seen_alive)
+        {
+            return DistroReply::Rejected;
+        }
+        hit(Mark::DistroHandoffTaken);
+        let id = data.id.clone();
+        let beats = data
+            .instances
+            .keys()
+            .map(|s| (s.clone(), seen_alive))
+            .collect();
+        self.put_client(Client {
+            data,
+            origin: Origin::Local,
+            last_renew_ms: now,
+            beats,
+            owned_since_ms: Some(now),
+        });
+        self.queue_all(now, &id, TaskOp::Change);
+        DistroReply::Ok
+    }
+
     fn on_delete(&mut self, now: u64, from: &str, id: &str, age_ms: u64) -> DistroReply {
         let Some(c) = self.clients.get(id) else {
             return DistroReply::Ok;
@@ -1116,6 +1192,22 @@ impl Distro {
             hit(Mark::DistroUnlistedCopyDropped);
             self.remove_client(&id);
         }
+        // Fresh copies of HTTP clients the sender now owns but lacks are handed to it.
+        let handoffs: Vec<(ClientData, u64)> = self
+            .clients
+            .values()
+            .filter(|c| c.data.kind == ClientKind::IpPort && c.origin != from_origin)
+            .filter(|c| !listed.contains(c.data.id.as_str()) && !self.owns(c))
+            .filter(|c| self.responsible_for(tag_of(&c.data.id)) == from)
+            .filter_map(|c| {
+                let fresh = c.beats.values().copied().fold(c.last_renew_ms, u64::max);
+                let age = now.saturating_sub(fresh);
+                (age <= self.timings.beat_unhealthy_ms).then(|| (c.data.clone(), age))
+            })
+            .collect();
+        for (data, age_ms) in handoffs {
+            self.send(from, DistroMsg::Handoff { data, age_ms }, InFlight::Handoff);
+        }
         let mut failed = Vec::new();
         for e in manifest {
             let owned_here = self.clients.get(&e.client).is_some_and(|c| self.owns(c));
@@ -1143,9 +1235,12 @@ impl Distro {
             return;
         };
         match what {
+            InFlight::Handoff => {}
             InFlight::Report { target } => {
+                let mut recovered = false;
                 if let Some(p) = self.peers.get_mut(&target) {
                     if reply.is_some() {
+                        recovered = p.state == MemberState::Down;
                         p.state = MemberState::Up;
                         p.fails = 0;
                     } else {
@@ -1158,6 +1253,9 @@ impl Distro {
                     }
                 }
                 self.refresh_healthy();
+                if recovered {
+                    self.peer_recovered(now, &target);
+                }
             }
             InFlight::Sync {
                 client,

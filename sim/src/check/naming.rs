@@ -241,8 +241,19 @@ pub fn not_converged(
         return Some(format!("n{n} sees healthy members {h:?}, running {want:?}"));
     }
     let first = views.values().next()?;
-    if let Some((n, _)) = views.iter().find(|(_, v)| *v != first) {
-        return Some(format!("n{n}'s instances differ from the others'"));
+    if let Some((n, v)) = views.iter().find(|(_, v)| *v != first) {
+        let (f, fv) = views.iter().next()?;
+        let only_first: Vec<_> = fv
+            .difference(v)
+            .map(|(_, ip, port)| format!("{ip}:{port}"))
+            .collect();
+        let only_n: Vec<_> = v
+            .difference(fv)
+            .map(|(_, ip, port)| format!("{ip}:{port}"))
+            .collect();
+        return Some(format!(
+            "n{n}'s instances differ from n{f}'s: only on n{f} {only_first:?}, only on n{n} {only_n:?}"
+        ));
     }
     for e in log
         .epochs
