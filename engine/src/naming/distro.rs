@@ -137,8 +137,13 @@ pub enum DistroMsg {
     /// or beaten after that is newer than the deletion and is kept (a timeout on one side of a
     /// partition must not remove a client the other side kept alive).
     Delete { client: String, age_ms: u64 },
-    /// The manifest of every client the sender owns.
-    Verify(Vec<VerifyEntry>),
+    /// The manifest of every client the sender owns, and a digest of the sender's healthy
+    /// member list (HTTP client ownership depends on it: omissions count only when the
+    /// receiver's list is the same).
+    Verify {
+        clients: Vec<VerifyEntry>,
+        members_digest: u64,
+    },
     /// A copy of an HTTP client the receiver owns but did not list in its manifest, handed
     /// to it by a member that saw the client alive `age_ms` ago (ownership moved to a member
     /// without a copy, e.g. after a partition).
@@ -933,7 +938,10 @@ impl Distro {
         for t in targets {
             self.send(
                 &t,
-                DistroMsg::Verify(manifest.clone()),
+                DistroMsg::Verify {
+                    clients: manifest.clone(),
+                    members_digest: self.members_digest(),
+                },
                 InFlight::Verify { target: t.clone() },
             );
         }
@@ -1072,7 +1080,13 @@ impl Distro {
             DistroMsg::Sync(data) => self.on_sync(now, from, data),
             DistroMsg::Handoff { data, age_ms } => self.on_handoff(now, data, age_ms),
             DistroMsg::Delete { client, age_ms } => self.on_delete(now, from, &client, age_ms),
-            DistroMsg::Verify(manifest) => self.on_verify(now, from, manifest),
+            DistroMsg::Verify {
+                clients,
+                members_digest,
+            } => {
+                let agree = members_digest == self.members_digest();
+                self.on_verify(now, from, clients, agree)
+            }
             DistroMsg::SnapshotQuery => DistroReply::Snapshot(
                 self.clients
                     .values()
@@ -1165,11 +1179,22 @@ impl Distro {
         DistroReply::Ok
     }
 
-    fn on_verify(&mut self, now: u64, from: &str, manifest: Vec<VerifyEntry>) -> DistroReply {
+    fn members_digest(&self) -> u64 {
+        fnv64(self.healthy.join(",").as_bytes())
+    }
+
+    fn on_verify(
+        &mut self,
+        now: u64,
+        from: &str,
+        manifest: Vec<VerifyEntry>,
+        views_agree: bool,
+    ) -> DistroReply {
         let listed: BTreeSet<&str> = manifest.iter().map(|e| e.client.as_str()).collect();
         // Copies the sender owns but no longer lists are gone at their owner: a connection
-        // client's copy attributed to the sender; an HTTP client's copy when the sender is
-        // responsible for it and the copy came from it, or was neither renewed nor beaten for
+        // client's copy attributed to the sender; an HTTP client's copy when both members see
+        // the same healthy members, the sender is responsible for it, and the copy came from
+        // it or was neither renewed nor beaten for
         // `beat_unhealthy_ms` (after ownership moves, a live client beats its new owner, learns
         // it is unknown there and registers again well within that time).
         let from_origin = Origin::Remote(from.to_string());
@@ -1181,7 +1206,8 @@ impl Distro {
                 ClientKind::Connection => c.origin == from_origin,
                 ClientKind::IpPort => {
                     let fresh = c.beats.values().copied().fold(c.last_renew_ms, u64::max);
-                    self.responsible_for(tag_of(&c.data.id)) == from
+                    views_agree
+                        && self.responsible_for(tag_of(&c.data.id)) == from
                         && (c.origin == from_origin
                             || now.saturating_sub(fresh) > self.timings.beat_unhealthy_ms)
                 }
@@ -1196,6 +1222,7 @@ impl Distro {
         let handoffs: Vec<(ClientData, u64)> = self
             .clients
             .values()
+            .filter(|_| views_agree)
             .filter(|c| c.data.kind == ClientKind::IpPort && c.origin != from_origin)
             .filter(|c| !listed.contains(c.data.id.as_str()) && !self.owns(c))
             .filter(|c| self.responsible_for(tag_of(&c.data.id)) == from)

@@ -153,7 +153,7 @@ fn a_failed_verify_resends_the_client_at_once() {
             Effect::Send {
                 id,
                 to,
-                msg: DistroMsg::Verify(m),
+                msg: DistroMsg::Verify { clients: m, .. },
             } if to == B => Some((*id, m.clone())),
             _ => None,
         })
