@@ -334,15 +334,7 @@ impl Net {
     }
 
     fn view(&self, node: &str) -> BTreeSet<(ServiceKey, String, u16)> {
-        let d = &self.nodes[node];
-        d.services()
-            .into_iter()
-            .flat_map(|s| {
-                d.instances(&s)
-                    .into_iter()
-                    .map(move |i| (s.clone(), i.ip, i.port))
-            })
-            .collect()
+        self.nodes[node].addresses()
     }
 
     fn converged(&self) -> Result<(), String> {

@@ -443,14 +443,5 @@ async fn subscriber(ctx: Ctx, id: u64, services: Vec<ServiceKey>) {
 
 /// The view of one member's Distro.
 pub fn view_of(d: &DistroRunner) -> View {
-    d.read(|d| {
-        d.services()
-            .into_iter()
-            .flat_map(|s| {
-                d.instances(&s)
-                    .into_iter()
-                    .map(move |i| (s.clone(), i.ip, i.port))
-            })
-            .collect()
-    })
+    d.read(|d| d.addresses())
 }

@@ -472,6 +472,18 @@ impl Distro {
         by_id.into_values().collect()
     }
 
+    /// Every instance shown here, as (service, ip, port).
+    pub fn addresses(&self) -> BTreeSet<(ServiceKey, String, u16)> {
+        self.services()
+            .into_iter()
+            .flat_map(|s| {
+                self.instances(&s)
+                    .into_iter()
+                    .map(move |i| (s.clone(), i.ip, i.port))
+            })
+            .collect()
+    }
+
     /// Every service with at least one instance.
     pub fn services(&self) -> Vec<ServiceKey> {
         self.by_service.keys().cloned().collect()

@@ -1,3 +1,6 @@
+//! Unit tests of the Distro state machine: merging, ownership, verify and resend, snapshot
+//! load, HTTP client expiry, deletion age, member health.
+
 use super::*;
 
 const A: &str = "10.0.0.1:8848";
