@@ -171,7 +171,7 @@ pub fn spawn_naming_clients(
             http,
             service: client_service(i, w.services),
             rng,
-            leave_at_ms: leave.then_some(()).map(|_| 0),
+            leave_at_ms: leave.then_some(0),
             leave_range: w.leave_at_s,
             reregister_p: w.reregister_p,
         };

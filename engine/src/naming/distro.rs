@@ -801,6 +801,18 @@ impl Distro {
         }
     }
 
+    /// Peers with a message of one kind (selected by `target_of`) still in flight.
+    fn targets_in_flight(
+        &self,
+        target_of: impl Fn(&InFlight) -> Option<&String>,
+    ) -> BTreeSet<String> {
+        self.in_flight
+            .values()
+            .filter_map(target_of)
+            .cloned()
+            .collect()
+    }
+
     fn send(&mut self, to: &str, msg: DistroMsg, what: InFlight) {
         let id = self.next_id;
         self.next_id += 1;
@@ -827,14 +839,10 @@ impl Distro {
         }
         if now >= self.next_report_ms {
             self.next_report_ms = now + self.timings.report_interval_ms;
-            let busy: BTreeSet<String> = self
-                .in_flight
-                .values()
-                .filter_map(|f| match f {
-                    InFlight::Report { target } => Some(target.clone()),
-                    _ => None,
-                })
-                .collect();
+            let busy = self.targets_in_flight(|f| match f {
+                InFlight::Report { target } => Some(target),
+                _ => None,
+            });
             let targets: Vec<String> = self.peers.keys().cloned().collect();
             for t in targets {
                 if !busy.contains(&t) {
@@ -929,14 +937,10 @@ impl Distro {
                 digest: c.data.digest(),
             })
             .collect();
-        let busy: BTreeSet<String> = self
-            .in_flight
-            .values()
-            .filter_map(|f| match f {
-                InFlight::Verify { target } => Some(target.clone()),
-                _ => None,
-            })
-            .collect();
+        let busy = self.targets_in_flight(|f| match f {
+            InFlight::Verify { target } => Some(target),
+            _ => None,
+        });
         let targets: Vec<String> = targets
             .iter()
             .filter(|m| {

@@ -38,6 +38,7 @@ const PUSH_CHANNEL: usize = 4096;
 
 /// One member's Distro with its I/O.
 pub struct DistroRunner {
+    me: String,
     core: Mutex<Distro>,
     members: Mutex<BTreeMap<String, PeerAddr>>,
     transport: Arc<dyn PeerTransport>,
@@ -56,6 +57,7 @@ impl DistroRunner {
     ) -> Arc<DistroRunner> {
         let names: Vec<String> = members.keys().cloned().collect();
         let runner = Arc::new(DistroRunner {
+            me: me.to_string(),
             core: Mutex::new(Distro::new(me, &names, timings, 0)),
             members: Mutex::new(members),
             transport,
@@ -134,8 +136,10 @@ impl DistroRunner {
             DistroMsg::SnapshotQuery => DISTRO_LOAD_TIMEOUT_MS,
             _ => DISTRO_CALL_TIMEOUT_MS,
         };
-        let from = self.read(|d| d.me().to_string());
-        let request = PeerRequest::Distro { from, msg };
+        let request = PeerRequest::Distro {
+            from: self.me.clone(),
+            msg,
+        };
         match self
             .transport
             .call(

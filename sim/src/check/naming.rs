@@ -39,7 +39,7 @@ pub struct Epoch {
     pub service: ServiceKey,
     pub ip: String,
     pub port: u16,
-    /// The member holding the connection, or that acknowledged the HTTP registration.
+    /// The member holding the connection (0 for HTTP clients, whose owner moves).
     pub node: u64,
     /// When the client sent the registration.
     pub start_ms: u64,
