@@ -21,6 +21,14 @@ pub const DEFAULT_GROUP: &str = "DEFAULT_GROUP";
 pub const DEFAULT_CLUSTER: &str = "DEFAULT";
 /// Separator of a grouped service name (`group@@service`).
 pub const GROUP_SEPARATOR: &str = "@@";
+/// Instance metadata key: the client's beat period in ms (wire reference §1.3).
+pub const META_BEAT_INTERVAL: &str = "preserved.heart.beat.interval";
+/// Instance metadata key: no beat for this long (ms) marks the instance unhealthy.
+pub const META_BEAT_TIMEOUT: &str = "preserved.heart.beat.timeout";
+/// Instance metadata key: no beat for this long (ms) deletes the instance.
+pub const META_DELETE_TIMEOUT: &str = "preserved.ip.delete.timeout";
+/// Instance metadata key: the instance id generator (only `simple` is produced here).
+pub const META_ID_GENERATOR: &str = "preserved.instance.id.generator";
 
 /// The identity of a service: namespace, group and name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -87,6 +95,15 @@ impl Instance {
             self.cluster,
             service.grouped_name()
         )
+    }
+
+    /// A timing from the preserved metadata keys (ms), or `default` when absent or not a
+    /// number.
+    pub fn meta_ms(&self, key: &str, default: u64) -> u64 {
+        self.metadata
+            .get(key)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(default)
     }
 
     /// `ip:port`, the tag of an HTTP-registered instance's client.

@@ -1,7 +1,7 @@
 //! The HTTP Open API adapter (wire reference §2): config publish/read/remove on
 //! `/nacos/v1/cs/configs` (§2.4) with its `search=accurate|blur` and `show=all` variants, the
 //! listener long poll `/nacos/v1/cs/configs/listener`, config history `/nacos/v1/cs/history`,
-//! and the console health probes.
+//! and the liveness probe (readiness, which also needs Distro, is in `http_naming`).
 //!
 //! A long poll subscribes to the node's applied config changes before it compares md5s, so no
 //! change can fall between the comparison and the wait; it answers at once when something
@@ -71,7 +71,6 @@ pub fn router(node: Arc<CpNode>) -> Router {
         .route(HISTORY_PATH, get(get_history))
         .route(HISTORY_PREVIOUS_PATH, get(get_history_previous))
         .route("/nacos/v1/console/health/liveness", get(liveness))
-        .route("/nacos/v1/console/health/readiness", get(readiness))
         .layer(Extension(Arc::new(LongPollGate::default())))
         .layer(DefaultBodyLimit::max(HTTP_BODY_BYTES_MAX))
         .with_state(node)
@@ -85,7 +84,7 @@ fn reject_response(reject: &Reject) -> Response {
     text(status, format!("caused: {reject};"))
 }
 
-fn text(status: StatusCode, body: impl Into<String>) -> Response {
+pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, HeaderValue::from_static(TEXT_PLAIN))],
@@ -95,10 +94,14 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response {
 }
 
 /// Request parameters merged from the query string and a form body.
-struct Params(BTreeMap<String, String>);
+pub(crate) struct Params(BTreeMap<String, String>);
 
 impl Params {
-    fn parse(query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Result<Params, Reject> {
+    pub(crate) fn parse(
+        query: Option<&str>,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Params, Reject> {
         let mut map = BTreeMap::new();
         let bad = |e: serde_urlencoded::de::Error| Reject::InvalidParam(e.to_string());
         let mut pairs: Vec<(String, String)> =
@@ -121,7 +124,7 @@ impl Params {
         Ok(Params(map))
     }
 
-    fn get(&self, name: &str) -> &str {
+    pub(crate) fn get(&self, name: &str) -> &str {
         self.0.get(name).map(String::as_str).unwrap_or("")
     }
 
@@ -389,7 +392,7 @@ fn listener_answer(changed: &[ListenEntry]) -> Response {
     out
 }
 
-fn json_response(value: &Value) -> Response {
+pub(crate) fn json_response(value: &Value) -> Response {
     (
         StatusCode::OK,
         [(
@@ -619,14 +622,6 @@ fn history_row(
 
 async fn liveness() -> Response {
     text(StatusCode::OK, "OK")
-}
-
-async fn readiness(State(node): State<Arc<CpNode>>) -> Response {
-    if node.status().leader.is_some() {
-        text(StatusCode::OK, "OK")
-    } else {
-        text(StatusCode::INTERNAL_SERVER_ERROR, "not ready")
-    }
 }
 
 #[cfg(test)]

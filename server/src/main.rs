@@ -4,6 +4,7 @@
 //! on the main port, and shuts Raft down cleanly on Ctrl-C or SIGTERM.
 
 mod http;
+mod http_naming;
 mod peer;
 mod settings;
 mod storage;
@@ -22,7 +23,7 @@ use nacre_engine::ports::Clock;
 use crate::settings::{Cli, Settings};
 
 /// The system wall clock, the engine's only source of time in production.
-struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     // The one place the server reads the wall clock: the engine gets time through this port.
@@ -120,7 +121,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         cp: node.clone(),
         naming,
     });
-    let peers = tokio::spawn(peer::serve_peers(peer_listener, member));
+    let peers = tokio::spawn(peer::serve_peers(peer_listener, member.clone()));
     tracing::info!(
         node = settings.node_id,
         data_dir = %settings.data_dir.display(),
@@ -128,7 +129,12 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         settings.http_addr,
         settings.raft_bind
     );
-    let app = http::router(node.clone());
+    let naming_api = Arc::new(http_naming::NamingApi {
+        cp: node.clone(),
+        distro: member.naming.clone(),
+        me: distro_name(&settings.raft_addr),
+    });
+    let app = http::router(node.clone()).merge(http_naming::router(naming_api));
     let served = axum::serve(
         http_listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -21,7 +21,8 @@
 //! member does not have, so it never deletes what clients registered meanwhile.
 //!
 //! Expiry. The owner of an HTTP client marks an instance unhealthy after `beat_unhealthy_ms`
-//! without a beat and deletes it after `beat_delete_ms`; a connection idle for `conn_idle_ms`
+//! without a beat and deletes it after `beat_delete_ms` (or the instance's own
+//! `preserved.heart.beat.timeout` / `preserved.ip.delete.timeout` metadata); a connection idle for `conn_idle_ms`
 //! is closed; a synced copy not renewed for `synced_expire_ms` is dropped.
 //!
 //! Member health. Every `report_interval_ms` each member reports to every other member; an
@@ -37,7 +38,7 @@ use crate::constants as c;
 use crate::coverage::{hit, Mark};
 use crate::digest::fnv64;
 use crate::naming::java_hash::responsible;
-use crate::naming::{Instance, ServiceKey};
+use crate::naming::{Instance, ServiceKey, META_BEAT_TIMEOUT, META_DELETE_TIMEOUT};
 
 /// Timing of Distro; the defaults are in `constants` (Nacos defaults unless noted there).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1035,11 +1036,14 @@ impl Distro {
                             let last_beat = c.beats.get(s).copied().unwrap_or(0);
                             let beat = last_beat.max(c.owned_since_ms.unwrap_or(now));
                             let silent = now.saturating_sub(beat);
-                            if silent > t.beat_delete_ms {
+                            // The instance's own timeouts (preserved metadata) win.
+                            let delete_ms = inst.meta_ms(META_DELETE_TIMEOUT, t.beat_delete_ms);
+                            let unhealthy_ms = inst.meta_ms(META_BEAT_TIMEOUT, t.beat_unhealthy_ms);
+                            if silent > delete_ms {
                                 data.instances.remove(s);
                                 evidence = evidence.max(last_beat);
                                 dirty = true;
-                            } else if silent > t.beat_unhealthy_ms && inst.healthy {
+                            } else if silent > unhealthy_ms && inst.healthy {
                                 if let Some(i) = data.instances.get_mut(s) {
                                     i.healthy = false;
                                 }

@@ -17,7 +17,9 @@ pub const WEIGHT_MAX: f64 = 10_000.0;
 pub enum NamingCommand {
     /// `POST /v1/ns/service`: creates a (persistent) service with metadata.
     CreateService { key: ServiceKey, meta: ServiceMeta },
-    /// `PUT /v1/ns/service`: replaces threshold, selector and metadata; keeps `ephemeral`.
+    /// `PUT /v1/ns/service`: replaces threshold, selector and metadata; keeps `ephemeral`. A
+    /// service without a record is refused unless `meta.ephemeral` says that it exists through
+    /// ephemeral instances, which then get their first metadata record.
     UpdateService { key: ServiceKey, meta: ServiceMeta },
     /// `DELETE /v1/ns/service`: only an empty service.
     DeleteService { key: ServiceKey },
@@ -82,6 +84,15 @@ impl NamingTable {
                 Done
             }
             NamingCommand::UpdateService { key, meta } => {
+                if !self.services.contains_key(key) && meta.ephemeral {
+                    // A service created by ephemeral registrations gets its first metadata
+                    // record (the caller checked that the service has instances).
+                    if !meta.protect_threshold.is_finite() {
+                        return Refused("protectThreshold must be a number".into());
+                    }
+                    self.services.insert(key.clone(), meta.clone());
+                    return Done;
+                }
                 let Some(current) = self.services.get_mut(key) else {
                     return Refused(format!("service {} not found!", key.grouped_name()));
                 };
@@ -212,11 +223,22 @@ mod tests {
         assert_eq!(t.apply(&dereg), NamingApplied::Done);
         assert_eq!(t.apply(&del), NamingApplied::Done);
         assert!(t.is_empty());
-        let update = NamingCommand::UpdateService { key: key(), meta };
+        let update = NamingCommand::UpdateService {
+            key: key(),
+            meta: ServiceMeta {
+                ephemeral: false,
+                ..meta.clone()
+            },
+        };
         assert_eq!(
             t.apply(&update),
             NamingApplied::Refused("service DEFAULT_GROUP@@orders not found!".into())
         );
+        // A service that exists through ephemeral instances gets its first record.
+        let first = NamingCommand::UpdateService { key: key(), meta };
+        assert_eq!(t.apply(&first), NamingApplied::Done);
+        assert!(t.services[&key()].ephemeral);
+        assert_eq!(t.services[&key()].protect_threshold, 0.5);
     }
 
     #[test]

@@ -254,6 +254,28 @@ fn http_clients_turn_unhealthy_then_are_deleted_without_beats() {
 }
 
 #[test]
+fn an_instances_own_beat_timeouts_win_over_the_defaults() {
+    let mut d = Distro::new(A, &[A.to_string()], DistroTimings::default(), 0);
+    let mut inst = Instance::new("5.5.5.6", 80);
+    inst.metadata
+        .insert(META_BEAT_TIMEOUT.into(), "3000".into());
+    inst.metadata
+        .insert(META_DELETE_TIMEOUT.into(), "6000".into());
+    let w = IpPortWrite::Register {
+        service: svc(),
+        instance: inst,
+    };
+    d.apply_ip_port(0, &w);
+    d.on_tick(3_100);
+    assert!(
+        !d.instances(&svc())[0].healthy,
+        "unhealthy after its own 3 s"
+    );
+    d.on_tick(6_100);
+    assert!(d.instances(&svc()).is_empty(), "deleted after its own 6 s");
+}
+
+#[test]
 fn a_deletion_older_than_the_copy_is_refused() {
     let mut d = loaded(A);
     let id = "9.9.9.8:80#true";
