@@ -386,3 +386,139 @@ fn leader_sigkill_failover() {
     let ms: Vec<u128> = times.iter().map(Duration::as_millis).collect();
     println!("failover kill -> first successful write per round (ms): {ms:?}");
 }
+
+/// How long the expiry test watches, from the registration (Nacos: unhealthy after 15 s,
+/// deleted after 30 s without beats).
+const EXPIRY_WATCH_MS: u64 = 40_000;
+/// The beat period of the beating instance (Nacos's default client beat).
+const BEAT_MS: u64 = 5_000;
+/// Period of the list polls on every member.
+const EXPIRY_POLL_MS: u64 = 250;
+
+/// The `(ip, healthy)` of every host a member lists for `service`.
+fn listed(port: u16, service: &str) -> Result<Vec<(String, bool)>, String> {
+    let r = http(
+        port,
+        "GET",
+        &format!("/nacos/v1/ns/instance/list?serviceName={service}"),
+        &[],
+        "",
+    )?;
+    if r.status != 200 {
+        return Err(format!("list via {port}: {} {}", r.status, r.body));
+    }
+    let v: serde_json::Value = serde_json::from_str(&r.body).map_err(|e| e.to_string())?;
+    Ok(v["hosts"]
+        .as_array()
+        .ok_or("no hosts array")?
+        .iter()
+        .map(|h| {
+            (
+                h["ip"].as_str().unwrap_or("").to_string(),
+                h["healthy"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect())
+}
+
+fn naming_write(port: u16, method: &str, target: &str) -> Result<String, String> {
+    let r = http(port, method, target, &[], "")?;
+    if r.status == 200 {
+        Ok(r.body)
+    } else {
+        Err(format!(
+            "{method} {target} via {port}: {} {}",
+            r.status, r.body
+        ))
+    }
+}
+
+#[test]
+fn http_instances_beat_or_expire_on_every_member() {
+    let cluster = Cluster::start("cluster-naming", 3);
+    let ports = cluster.ports.clone();
+    let service = "expiry.svc";
+    let beating = "127.0.0.41";
+    let silent = "127.0.0.42";
+    // Registered through different members: at most one forward reaches the responsible one.
+    let register = |port: u16, ip: &str| {
+        let target = format!("/nacos/v1/ns/instance?serviceName={service}&ip={ip}&port=8080");
+        poll_until(now(), Duration::from_millis(FAILOVER_MS), || {
+            naming_write(port, "POST", &target)
+        })
+    };
+    if let Err(e) = register(ports[0], beating) {
+        panic!("register {beating}: {e}\n{}", cluster.logs());
+    }
+    let registered = now();
+    match register(ports[1], silent) {
+        Ok((_, took)) => println!("silent instance registered in {} ms", took.as_millis()),
+        Err(e) => panic!("register {silent}: {e}\n{}", cluster.logs()),
+    }
+
+    let beat_target =
+        format!("/nacos/v1/ns/instance/beat?serviceName={service}&ip={beating}&port=8080");
+    let mut next_beat = registered + Duration::from_millis(BEAT_MS);
+    let mut beats = 0;
+    let n = ports.len();
+    let mut unhealthy_at: Vec<Option<u128>> = vec![None; n];
+    let mut gone_at: Vec<Option<u128>> = vec![None; n];
+    let mut beating_seen = vec![false; n];
+    while registered.elapsed() < Duration::from_millis(EXPIRY_WATCH_MS) {
+        if now() >= next_beat {
+            // Beats rotate over the members; each must reach the responsible one.
+            let port = ports[beats % n];
+            match naming_write(port, "PUT", &beat_target) {
+                Ok(body) if body.contains("\"code\":10200") => {}
+                other => panic!("beat {beats} via {port}: {other:?}\n{}", cluster.logs()),
+            }
+            beats += 1;
+            next_beat += Duration::from_millis(BEAT_MS);
+        }
+        for (i, port) in ports.iter().enumerate() {
+            let t = registered.elapsed().as_millis();
+            let hosts = match listed(*port, service) {
+                Ok(h) => h,
+                Err(e) => panic!("member {i}: {e}\n{}", cluster.logs()),
+            };
+            match hosts.iter().find(|(ip, _)| ip == beating) {
+                Some((_, true)) => beating_seen[i] = true,
+                Some((_, false)) => panic!(
+                    "member {i} lists the beating instance unhealthy at {t} ms\n{}",
+                    cluster.logs()
+                ),
+                None if beating_seen[i] => panic!(
+                    "member {i} lost the beating instance at {t} ms\n{}",
+                    cluster.logs()
+                ),
+                None => {}
+            }
+            match hosts.iter().find(|(ip, _)| ip == silent) {
+                Some((_, false)) if unhealthy_at[i].is_none() => unhealthy_at[i] = Some(t),
+                None if gone_at[i].is_none() && unhealthy_at[i].is_some() => gone_at[i] = Some(t),
+                _ => {}
+            }
+        }
+        sleep(Duration::from_millis(EXPIRY_POLL_MS));
+    }
+    println!("silent instance unhealthy at (ms after registration) {unhealthy_at:?}");
+    println!("silent instance gone at (ms after registration) {gone_at:?}");
+    println!("beating instance: {beats} beats, listed healthy on every member throughout");
+    // "About 15 s" and "about 30 s": the owner's timer runs every 100 ms, a change reaches
+    // the other members after the 1 s sync delay, and the polls are 250 ms apart.
+    for i in 0..n {
+        let u = unhealthy_at[i]
+            .unwrap_or_else(|| panic!("member {i} never saw it unhealthy\n{}", cluster.logs()));
+        let g = gone_at[i]
+            .unwrap_or_else(|| panic!("member {i} never saw it removed\n{}", cluster.logs()));
+        assert!(
+            (14_000..=18_000).contains(&u),
+            "member {i}: unhealthy at {u} ms"
+        );
+        assert!(
+            (29_000..=33_000).contains(&g),
+            "member {i}: removed at {g} ms"
+        );
+    }
+    assert!(beating_seen.iter().all(|s| *s), "{beating_seen:?}");
+}
