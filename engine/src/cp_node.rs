@@ -514,7 +514,8 @@ impl CpNode {
 
     /// Probes the initial members until `expect` of them (this one included) answer, then
     /// initializes the group with all of them. Every initial member proposes the same
-    /// membership at log index 0, so concurrent initialization is harmless.
+    /// membership at log index 0, so concurrent initialization is harmless. When any peer
+    /// already belongs to a cluster, this member never initializes: it waits to be added.
     async fn bootstrap(self: Arc<Self>, members: BTreeMap<u64, String>, expect: usize) {
         let nodes: BTreeMap<u64, BasicNode> = members
             .iter()
@@ -525,6 +526,7 @@ impl CpNode {
                 return;
             }
             let mut up = 1usize;
+            let mut joined_peer = false;
             for (id, addr) in members.iter().filter(|(id, _)| **id != self.id) {
                 let probe = self.transport.call(
                     *id,
@@ -532,11 +534,14 @@ impl CpNode {
                     PeerRequest::Ping,
                     Duration::from_millis(BOOTSTRAP_PROBE_MS),
                 );
-                if let Ok(PeerResponse::Pong { .. }) = probe.await {
+                if let Ok(PeerResponse::Pong { initialized }) = probe.await {
                     up += 1;
+                    joined_peer |= initialized;
                 }
             }
-            if up >= expect {
+            // A peer that already belongs to a cluster means this member joins it: the leader
+            // adds it (as a learner first), and its own membership proposal would conflict.
+            if up >= expect && !joined_peer {
                 match self.raft.initialize(nodes.clone()).await {
                     Ok(()) => return,
                     Err(RaftError::APIError(InitializeError::NotAllowed(_))) => return,

@@ -5,6 +5,7 @@
 
 mod http;
 mod http_naming;
+mod membership;
 mod peer;
 mod settings;
 mod storage;
@@ -99,21 +100,39 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     )
     .await
     .context("start the CP node")?;
+    // Distro names members `host:port` (main port); with a cluster.conf they come from it.
+    let conf = match &settings.cluster_conf {
+        Some(path) => Some(settings::read_cluster_conf(path, settings.port)?),
+        None => None,
+    };
+    let (me, distro_members) = match &conf {
+        Some(conf) => (
+            conf.iter()
+                .find(|m| m.node_id() == settings.node_id)
+                .map(settings::ConfMember::name)
+                .unwrap_or_else(|| distro_name(&settings.raft_addr)),
+            membership::distro_members(conf),
+        ),
+        None => (
+            distro_name(&settings.raft_addr),
+            settings
+                .members
+                .iter()
+                .map(|(id, addr)| {
+                    (
+                        distro_name(addr),
+                        PeerAddr {
+                            id: *id,
+                            addr: addr.clone(),
+                        },
+                    )
+                })
+                .collect(),
+        ),
+    };
     let naming = DistroRunner::start(
-        &distro_name(&settings.raft_addr),
-        settings
-            .members
-            .iter()
-            .map(|(id, addr)| {
-                (
-                    distro_name(addr),
-                    PeerAddr {
-                        id: *id,
-                        addr: addr.clone(),
-                    },
-                )
-            })
-            .collect(),
+        &me,
+        distro_members,
         DistroTimings::default(),
         Arc::new(peer::TcpTransport),
     );
@@ -129,10 +148,19 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         settings.http_addr,
         settings.raft_bind
     );
+    if let (Some(path), Some(conf)) = (settings.cluster_conf.clone(), conf) {
+        tokio::spawn(membership::watch(
+            path,
+            settings.port,
+            conf,
+            node.clone(),
+            member.naming.clone(),
+        ));
+    }
     let naming_api = Arc::new(http_naming::NamingApi {
         cp: node.clone(),
         distro: member.naming.clone(),
-        me: distro_name(&settings.raft_addr),
+        me,
     });
     let app = http::router(node.clone()).merge(http_naming::router(naming_api));
     let served = axum::serve(

@@ -8,10 +8,12 @@
 //! `cluster.conf` rules (wire reference §5.1): one `ip[:port]` per entry, entries separated by
 //! lines or commas, `#` starts a comment (whole line or trailing), blank lines are ignored; a
 //! missing port means this member's `--port`; the port is the member's HTTP port and its Raft
-//! port is port − 1000 (or `?raft_port=N` when given). Node ids are the 1-based positions of the
-//! entries sorted by (host, port number), so every member derives the same ids from the same
-//! file. This member is the entry whose port equals `--port` and whose host is `--bind` or a
-//! loopback address (127.x, `localhost`); exactly one entry must match.
+//! port is port − 1000 (or `?raft_port=N` when given). A member's node id is derived from its
+//! `host:port` alone (`ConfMember::node_id`), so every member derives the same ids from the
+//! file and an id never changes when members are added or removed later. This member is the
+//! entry whose port equals `--port` and whose host is `--bind` or a loopback address (127.x,
+//! `localhost`); exactly one entry must match. The file is watched for changes while the
+//! member runs (`membership`).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -79,6 +81,10 @@ pub struct Settings {
     pub raft_bind: String,
     pub members: BTreeMap<u64, String>,
     pub data_dir: PathBuf,
+    /// The cluster.conf the member list came from, watched for changes.
+    pub cluster_conf: Option<PathBuf>,
+    /// The main port (the default port of cluster.conf entries).
+    pub port: u16,
 }
 
 impl Settings {
@@ -119,6 +125,8 @@ impl Settings {
             raft_bind,
             members,
             data_dir: cli.data_dir.clone(),
+            cluster_conf: None,
+            port: cli.port,
         })
     }
 }
@@ -143,18 +151,14 @@ impl Settings {
             if given != node_id {
                 bail!(
                     "--node-id {given} disagrees with {}: this member ({}:{}) is node {node_id} \
-                     (ids follow the sorted order of the entries)",
+                     (ids are derived from host:port)",
                     path.display(),
                     me.host,
                     me.port
                 );
             }
         }
-        let members: BTreeMap<u64, String> = conf
-            .iter()
-            .zip(1u64..)
-            .map(|(m, id)| (id, m.raft_addr()))
-            .collect();
+        let members = conf_members(&conf)?;
         // Peers reach this member at its cluster.conf host; listen there unless the HTTP side
         // listens on every interface.
         let wildcard = matches!(cli.bind.as_str(), "0.0.0.0" | "::" | "[::]");
@@ -170,6 +174,8 @@ impl Settings {
             raft_bind,
             members,
             data_dir: cli.data_dir.clone(),
+            cluster_conf: Some(path),
+            port: cli.port,
         })
     }
 }
@@ -187,6 +193,18 @@ pub struct ConfMember {
 }
 
 impl ConfMember {
+    /// The member's Raft node id: FNV-1a of `host:port`, in 1..2^63. Stable whatever else the
+    /// file lists.
+    pub fn node_id(&self) -> u64 {
+        let h = nacre_engine::digest::fnv64(format!("{}:{}", self.host, self.port).as_bytes());
+        (h >> 1).max(1)
+    }
+
+    /// `host:port`, the member's name in Distro and the cluster views.
+    pub fn name(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
     /// `host:raftport`, the address peers use.
     pub fn raft_addr(&self) -> String {
         format!("{}:{}", self.host, self.raft_port)
@@ -212,7 +230,7 @@ pub fn read_cluster_conf(path: &Path, default_port: u16) -> anyhow::Result<Vec<C
 
 /// Parses Nacos `cluster.conf` text: entries `ip[:port][?raft_port=N]`, one per line or comma
 /// separated, `#` comments, blank lines ignored; a missing port is `default_port`. The result is
-/// sorted by (host, port): entry `i` (0-based) is node id `i + 1`.
+/// sorted by (host, port).
 pub fn parse_cluster_conf(text: &str, default_port: u16) -> anyhow::Result<Vec<ConfMember>> {
     let mut members: Vec<ConfMember> = Vec::new();
     for (index, raw_line) in text.lines().enumerate() {
@@ -327,8 +345,7 @@ pub fn find_self<'a>(
 ) -> anyhow::Result<(u64, &'a ConfMember)> {
     let candidates: Vec<(u64, &ConfMember)> = conf
         .iter()
-        .zip(1u64..)
-        .map(|(m, id)| (id, m))
+        .map(|m| (m.node_id(), m))
         .filter(|(_, m)| m.port == port && (m.host == bind || is_loopback(&m.host)))
         .collect();
     let exact: Vec<_> = candidates.iter().filter(|(_, m)| m.host == bind).collect();
@@ -347,6 +364,20 @@ pub fn find_self<'a>(
             )
         }
     }
+}
+
+/// The Raft member map (`node id → host:raftport`) of a parsed cluster.conf.
+pub fn conf_members(conf: &[ConfMember]) -> anyhow::Result<BTreeMap<u64, String>> {
+    let mut members = BTreeMap::new();
+    for m in conf {
+        if let Some(other) = members.insert(m.node_id(), m.raft_addr()) {
+            bail!(
+                "members {other} and {} have the same node id; change one's port",
+                m.raft_addr()
+            );
+        }
+    }
+    Ok(members)
 }
 
 /// Parses `1=10.0.0.1:7848,2=10.0.0.2:7848`.
@@ -532,15 +563,33 @@ mod tests {
             conf_arg,
         ]))
         .expect("valid");
-        assert_eq!(s.node_id, 2);
+        let id = |port: u16| {
+            ConfMember {
+                host: "127.0.0.1".into(),
+                port,
+                raft_port: port - 1000,
+                line: 0,
+            }
+            .node_id()
+        };
+        assert_eq!(s.node_id, id(18849));
         assert_eq!(s.raft_addr, "127.0.0.1:17849");
         assert_eq!(s.raft_bind, "127.0.0.1:17849");
         assert_eq!(s.http_addr, "127.0.0.1:18849");
-        let want: BTreeMap<u64, String> = [(1, 17848), (2, 17849), (3, 17850)]
+        let want: BTreeMap<u64, String> = [18848, 18849, 18850]
             .into_iter()
-            .map(|(id, p)| (id, format!("127.0.0.1:{p}")))
+            .map(|p| (id(p), format!("127.0.0.1:{}", p - 1000)))
             .collect();
         assert_eq!(s.members, want);
+        // Ids depend on the entry alone: adding a member changes no existing id.
+        let bigger = parse_cluster_conf(
+            "127.0.0.1:18850\n127.0.0.1:18847\n127.0.0.1:18848\n127.0.0.1:18849\n",
+            18848,
+        )
+        .expect("valid");
+        let grown = conf_members(&bigger).expect("distinct ids");
+        assert!(want.iter().all(|(k, v)| grown.get(k) == Some(v)));
+        assert_eq!(grown.len(), 4);
 
         // A wildcard bind listens for peers on every interface too.
         let s = Settings::resolve(&cli(&[
@@ -554,7 +603,10 @@ mod tests {
             conf_arg,
         ]))
         .expect("valid");
-        assert_eq!((s.node_id, s.raft_bind.as_str()), (1, "0.0.0.0:17848"));
+        assert_eq!(
+            (s.node_id, s.raft_bind.as_str()),
+            (id(18848), "0.0.0.0:17848")
+        );
 
         // A matching --node-id is accepted, a different one refused.
         let args = [
@@ -566,8 +618,12 @@ mod tests {
             conf_arg,
         ];
         let mut with_id = args.to_vec();
-        with_id.extend(["--node-id", "3"]);
-        assert_eq!(Settings::resolve(&cli(&with_id)).expect("valid").node_id, 3);
+        let own = id(18850).to_string();
+        with_id.extend(["--node-id", own.as_str()]);
+        assert_eq!(
+            Settings::resolve(&cli(&with_id)).expect("valid").node_id,
+            id(18850)
+        );
         let mut wrong = args.to_vec();
         wrong.extend(["--node-id", "1"]);
         assert!(Settings::resolve(&cli(&wrong)).is_err());
@@ -600,9 +656,9 @@ mod tests {
         let conf = parse_cluster_conf("10.0.0.1:8848\n10.0.0.2:8848\n127.0.0.1:8848", 8848)
             .expect("valid");
         let (id, me) = find_self(&conf, "10.0.0.2", 8848).expect("bind matches");
-        assert_eq!((id, me.host.as_str()), (2, "10.0.0.2"));
+        assert_eq!((id, me.host.as_str()), (conf[1].node_id(), "10.0.0.2"));
         let (id, _) = find_self(&conf, "127.0.0.1", 8848).expect("loopback");
-        assert_eq!(id, 3);
+        assert_eq!(id, conf[2].node_id());
         assert!(
             find_self(&conf, "10.0.0.9", 8848).is_ok(),
             "only the loopback entry"
@@ -610,7 +666,10 @@ mod tests {
         let conf = parse_cluster_conf("127.0.0.1:8848\n127.0.0.2:8848", 8848).expect("valid");
         let e = find_self(&conf, "0.0.0.0", 8848).expect_err("ambiguous");
         assert!(chain(&e).contains("lines 1, 2"), "{e:#}");
-        assert_eq!(find_self(&conf, "127.0.0.2", 8848).expect("exact").0, 2);
+        assert_eq!(
+            find_self(&conf, "127.0.0.2", 8848).expect("exact").0,
+            conf[1].node_id()
+        );
     }
 
     #[test]

@@ -130,6 +130,31 @@ impl Cluster {
         cluster
     }
 
+    /// Adds a member: a new port in cluster.conf (rewritten for every member, which reload it)
+    /// and the new member started with it, without waiting. Returns its index.
+    fn grow(&mut self) -> usize {
+        let mut all = self.ports.clone();
+        let fresh = loop {
+            let candidate = free_http_ports(all.len() + 1);
+            if let Some(p) = candidate.iter().find(|p| {
+                !all.iter().any(|q| {
+                    [*q, *q - 1000]
+                        .iter()
+                        .any(|x| *x == **p || *x == **p - 1000)
+                })
+            }) {
+                break *p;
+            }
+        };
+        all.push(fresh);
+        write_cluster_conf(&self.conf, &all);
+        self.ports = all;
+        self.members.push(None);
+        let i = self.ports.len() - 1;
+        self.launch(i);
+        i
+    }
+
     /// Starts member `i` (index into the ports) on its own data directory, without waiting.
     fn launch(&mut self, i: usize) {
         assert!(self.members[i].is_none(), "member {i} already runs");
@@ -521,4 +546,79 @@ fn http_instances_beat_or_expire_on_every_member() {
         );
     }
     assert!(beating_seen.iter().all(|s| *s), "{beating_seen:?}");
+}
+
+/// One polled check of the join test.
+type Check<'a> = dyn Fn() -> Result<(), String> + 'a;
+
+/// A joining member must serve reads within this after it was started.
+const JOIN_MS: u64 = 30_000;
+
+#[test]
+fn a_fourth_member_added_to_cluster_conf_joins_and_serves() {
+    let mut cluster = Cluster::start("cluster-join", 3);
+    let ports = cluster.ports.clone();
+    let limit = Duration::from_millis(FAILOVER_MS);
+    if let Err(e) = poll_until(now(), limit, || publish_ok(ports[0], "join.before", "old")) {
+        panic!("publish: {e}\n{}", cluster.logs());
+    }
+    let instance = "/nacos/v1/ns/instance?serviceName=join.svc&ip=127.0.0.51&port=8080";
+    if let Err(e) = poll_until(now(), limit, || naming_write(ports[1], "POST", instance)) {
+        panic!("register: {e}\n{}", cluster.logs());
+    }
+
+    let new = cluster.grow();
+    let started = now();
+    let port = cluster.ports[new];
+    let join = Duration::from_millis(JOIN_MS);
+    let steps: [(&str, &Check<'_>); 3] = [
+        ("the config written before it joined", &|| {
+            read_is(port, "join.before", "old")
+        }),
+        (
+            "the ephemeral instance registered before it joined",
+            &|| match listed(port, "join.svc")?.as_slice() {
+                [(ip, true)] if ip == "127.0.0.51" => Ok(()),
+                other => Err(format!("lists {other:?}")),
+            },
+        ),
+        ("a publish through it", &|| {
+            publish_ok(port, "join.after", "new")
+        }),
+    ];
+    for (what, step) in steps {
+        match poll_until(started, join, step) {
+            Ok((_, t)) => println!("new member {new}: {what} after {} ms", t.as_millis()),
+            Err(e) => panic!("new member {new}: {what}: {e}\n{}", cluster.logs()),
+        }
+    }
+    let left = join.saturating_sub(started.elapsed());
+    cluster.wait_ready(new, left.max(Duration::from_millis(POLL_MS)));
+    // Every member serves the write made through the new one, and lists four members.
+    for (i, p) in cluster.ports.iter().enumerate() {
+        let got = poll_until(now(), Duration::from_millis(READ_LAG_MS), || {
+            read_is(*p, "join.after", "new")
+        });
+        if let Err(e) = got {
+            panic!("member {i}: {e}\n{}", cluster.logs());
+        }
+        let r = http(*p, "GET", "/nacos/v1/core/cluster/nodes", &[], "").expect("nodes");
+        let v: serde_json::Value = serde_json::from_str(&r.body).expect("json");
+        assert_eq!(
+            v["data"].as_array().map(Vec::len),
+            Some(4),
+            "member {i}: {}",
+            r.body
+        );
+    }
+    let added = cluster.running().iter().any(|i| {
+        cluster.members[*i]
+            .as_ref()
+            .is_some_and(|m| m.log_text().contains("member added"))
+    });
+    assert!(
+        added,
+        "no member logged the Raft addition\n{}",
+        cluster.logs()
+    );
 }
