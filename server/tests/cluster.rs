@@ -284,6 +284,64 @@ fn three_node_cluster_write_anywhere_read_everywhere() {
             }
         }
     }
+    // A listener on member 1 hears a publish made through member 0.
+    let md5 = http(ports[1], "GET", &config_path("cluster.via0"), &[], "")
+        .ok()
+        .and_then(|r| r.header("Content-MD5").map(str::to_string))
+        .expect("md5 of cluster.via0");
+    let (answer, after) = notify_across(ports[1], ports[0], "cluster.via0", &md5, "changed");
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.body, "cluster.via0%02test%01\n", "{answer:?}");
+    println!(
+        "long poll on member 1 answered {} ms after the publish through member 0",
+        after.as_millis()
+    );
+    assert!(
+        after.as_millis() <= CROSS_NODE_NOTIFY_MS,
+        "listener answered {} ms after the publish",
+        after.as_millis()
+    );
+}
+
+/// A long poll held on one member must answer within this of a publish on another.
+const CROSS_NODE_NOTIFY_MS: u128 = 1_000;
+
+/// Holds a long poll on `listen_port` for `data_id` (group `test`) at `md5`, publishes `content`
+/// through `publish_port` once the poll is held, and returns the poll's answer and how long
+/// after the publish was acknowledged it came.
+fn notify_across(
+    listen_port: u16,
+    publish_port: u16,
+    data_id: &str,
+    md5: &str,
+    content: &str,
+) -> (HttpResponse, Duration) {
+    let body = format!("Listening-Configs={data_id}%02test%02{md5}%01");
+    std::thread::scope(|s| {
+        let poll = s.spawn(|| {
+            let headers = [
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Long-Pulling-Timeout", "30000"),
+            ];
+            let r = http(
+                listen_port,
+                "POST",
+                "/nacos/v1/cs/configs/listener",
+                &headers,
+                &body,
+            );
+            (r, now())
+        });
+        // The poll is held once it compared md5s; give it time to be sent and parked.
+        sleep(Duration::from_millis(300));
+        publish_ok(publish_port, data_id, content).expect("publish");
+        let published = now();
+        let (r, answered) = poll.join().expect("poll thread");
+        (
+            r.expect("long poll"),
+            answered.saturating_duration_since(published),
+        )
+    })
 }
 
 #[test]
