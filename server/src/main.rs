@@ -7,6 +7,7 @@ mod http;
 mod http_naming;
 mod membership;
 mod peer;
+mod properties;
 mod settings;
 mod storage;
 
@@ -14,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use nacre_engine::cp_node::{CpNode, CpOptions};
 use nacre_engine::member::Member;
 use nacre_engine::naming::distro::DistroTimings;
@@ -77,7 +78,7 @@ fn distro_name(raft_addr: &str) -> String {
     }
 }
 
-async fn run(settings: Settings) -> anyhow::Result<()> {
+async fn run(settings: Settings, timings: DistroTimings) -> anyhow::Result<()> {
     let raft_dir = settings.data_dir.join("protocol").join("raft");
     let disk = storage::FileDisk::open(raft_dir.clone())
         .with_context(|| format!("open data directory {}", raft_dir.display()))?;
@@ -130,12 +131,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
                 .collect(),
         ),
     };
-    let naming = DistroRunner::start(
-        &me,
-        distro_members,
-        DistroTimings::default(),
-        Arc::new(peer::TcpTransport),
-    );
+    let naming = DistroRunner::start(&me, distro_members, timings, Arc::new(peer::TcpTransport));
     let member = Arc::new(Member {
         cp: node.clone(),
         naming,
@@ -183,7 +179,21 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,openraft=warn".into()),
         )
         .init();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let props = match properties::locate(&cli, &env)? {
+        Some(path) => {
+            tracing::info!("reading {}", path.display());
+            properties::read(&path)?
+        }
+        None => Default::default(),
+    };
+    let given =
+        |field: &str| matches.value_source(field) == Some(clap::parser::ValueSource::CommandLine);
+    for warning in properties::apply(&mut cli, &given, &props, &env)? {
+        tracing::warn!("{warning}");
+    }
     let settings = Settings::resolve(&cli)?;
-    run(settings).await
+    run(settings, properties::distro_timings(&props)?).await
 }

@@ -68,6 +68,15 @@ pub struct Cli {
     /// `conf/cluster.conf` when it exists and `--members` is not given.
     #[arg(long)]
     pub cluster_conf: Option<PathBuf>,
+    /// Member list in cluster.conf entry syntax, comma separated (Nacos's `-c`,
+    /// `nacos.member.list`, `NACOS_SERVERS`); used instead of a cluster.conf, not watched.
+    #[arg(short = 'c', long)]
+    pub member_list: Option<String>,
+    /// Nacos `application.properties` to read. Default: `$NACOS_HOME/conf/application.properties`
+    /// or `conf/application.properties` when one exists. The command line wins over the
+    /// environment, which wins over the file.
+    #[arg(long)]
+    pub properties: Option<PathBuf>,
 }
 
 /// Resolved settings.
@@ -134,6 +143,13 @@ impl Settings {
 impl Settings {
     /// Cluster mode with the member list from a Nacos `cluster.conf`.
     fn from_cluster_conf(cli: &Cli, http_addr: String) -> anyhow::Result<Settings> {
+        if let Some(list) = &cli.member_list {
+            if cli.cluster_conf.is_some() {
+                bail!("give either --member-list or --cluster-conf, not both");
+            }
+            let conf = parse_cluster_conf(list, cli.port).context("bad member list")?;
+            return Self::from_conf_entries(cli, http_addr, conf, None, "the member list");
+        }
         let path = match &cli.cluster_conf {
             Some(p) => p.clone(),
             None if Path::new(DEFAULT_CLUSTER_CONF).is_file() => {
@@ -145,14 +161,24 @@ impl Settings {
             ),
         };
         let conf = read_cluster_conf(&path, cli.port)?;
-        let (node_id, me) = find_self(&conf, &cli.bind, cli.port)
-            .with_context(|| format!("cluster.conf {}", path.display()))?;
+        let source = format!("cluster.conf {}", path.display());
+        Self::from_conf_entries(cli, http_addr, conf, Some(path), &source)
+    }
+
+    /// Cluster mode with the members of a parsed member list; `path` is watched when given.
+    fn from_conf_entries(
+        cli: &Cli,
+        http_addr: String,
+        conf: Vec<ConfMember>,
+        path: Option<PathBuf>,
+        source: &str,
+    ) -> anyhow::Result<Settings> {
+        let (node_id, me) = find_self(&conf, &cli.bind, cli.port).context(source.to_string())?;
         if let Some(given) = cli.node_id {
             if given != node_id {
                 bail!(
-                    "--node-id {given} disagrees with {}: this member ({}:{}) is node {node_id} \
-                     (ids are derived from host:port)",
-                    path.display(),
+                    "--node-id {given} disagrees with {source}: this member ({}:{}) is node \
+                     {node_id} (ids are derived from host:port)",
                     me.host,
                     me.port
                 );
@@ -174,7 +200,7 @@ impl Settings {
             raft_bind,
             members,
             data_dir: cli.data_dir.clone(),
-            cluster_conf: Some(path),
+            cluster_conf: path,
             port: cli.port,
         })
     }

@@ -116,3 +116,83 @@ fn publish_get_validate_and_survive_sigkill() {
     drop(nacre);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// `conf/application.properties` in the working directory sets the port and `nacos.home`
+/// (data in `<home>/data`); `NACOS_SERVER_PORT` in the environment wins over the file.
+#[test]
+fn application_properties_and_environment_configure_the_node() {
+    let root = temp_dir("properties");
+    let conf = root.join("conf");
+    std::fs::create_dir_all(&conf).expect("conf dir");
+    let file_port = free_http_port();
+    let home = root.join("home");
+    std::fs::write(
+        conf.join("application.properties"),
+        format!(
+            "# as shipped by Nacos, plus ours\nserver.port={file_port}\nnacos.home={}\n\
+             server.servlet.contextPath=/nacos\nnacos.standalone=true\n",
+            home.display()
+        ),
+    )
+    .expect("write properties");
+    let run = |env_port: Option<u16>| {
+        let log = std::fs::File::create(root.join("nacre.log")).expect("log");
+        let mut cmd = std::process::Command::new(bin());
+        cmd.current_dir(&root)
+            .env_remove("NACOS_SERVER_PORT")
+            .env_remove("MODE")
+            .env_remove("NACOS_HOME")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        if let Some(p) = env_port {
+            cmd.env("NACOS_SERVER_PORT", p.to_string());
+        }
+        KillOnDrop(cmd.spawn().expect("spawn nacre"))
+    };
+    let wait_ready = |port: u16| {
+        for _ in 0..400 {
+            let r = http(port, "GET", "/nacos/v1/console/health/readiness", &[], "");
+            if matches!(r, Ok(ref r) if r.status == 200) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let log = std::fs::read_to_string(root.join("nacre.log")).unwrap_or_default();
+        panic!("not ready on {port}:\n{log}");
+    };
+    let child = run(None);
+    wait_ready(file_port);
+    let r = http(
+        file_port,
+        "POST",
+        &format!("{CONFIG}&content=fromFile"),
+        &[],
+        "",
+    )
+    .expect("publish");
+    assert_eq!((r.status, r.body.as_str()), (200, "true"));
+    assert!(home.join("data").is_dir(), "data under nacos.home");
+    drop(child);
+
+    let env_port = free_http_port();
+    let child = run(Some(env_port));
+    wait_ready(env_port);
+    let r = http(env_port, "GET", CONFIG, &[], "").expect("get");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "fromFile"),
+        "same home, same data"
+    );
+    drop(child);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A child process this test started, SIGKILLed and reaped when dropped (also on panic).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
