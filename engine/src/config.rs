@@ -356,6 +356,11 @@ impl ConfigStore {
         self.items.is_empty()
     }
 
+    /// Number of configs in namespace (tenant) `tenant`.
+    pub fn count_in(&self, tenant: &str) -> usize {
+        self.items.keys().filter(|k| k.tenant == tenant).count()
+    }
+
     /// Lists configs of one namespace matching the query, ordered by key.
     pub fn search(&self, q: &SearchQuery) -> Page<ConfigItem> {
         let matches = |pattern: &str, value: &str| match q.mode {

@@ -10,6 +10,7 @@ pub mod digest;
 pub mod error;
 pub mod ids;
 pub mod member;
+pub mod namespace;
 pub mod naming;
 pub mod ports;
 pub mod raft;

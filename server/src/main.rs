@@ -4,6 +4,7 @@
 //! on the main port, and shuts Raft down cleanly on Ctrl-C or SIGTERM.
 
 mod http;
+mod http_console;
 mod http_naming;
 mod membership;
 mod peer;
@@ -158,7 +159,14 @@ async fn run(settings: Settings, timings: DistroTimings) -> anyhow::Result<()> {
         distro: member.naming.clone(),
         me,
     });
-    let app = http::router(node.clone()).merge(http_naming::router(naming_api));
+    let console_api = Arc::new(http_console::ConsoleApi {
+        cp: node.clone(),
+        standalone: settings.standalone,
+        http_port: settings.port,
+    });
+    let app = http::router(node.clone())
+        .merge(http_naming::router(naming_api))
+        .merge(http_console::router(console_api));
     let served = axum::serve(
         http_listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

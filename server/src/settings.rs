@@ -94,6 +94,7 @@ pub struct Settings {
     pub cluster_conf: Option<PathBuf>,
     /// The main port (the default port of cluster.conf entries).
     pub port: u16,
+    pub standalone: bool,
 }
 
 impl Settings {
@@ -136,6 +137,7 @@ impl Settings {
             data_dir: cli.data_dir.clone(),
             cluster_conf: None,
             port: cli.port,
+            standalone: cli.mode == Mode::Standalone,
         })
     }
 }
@@ -202,6 +204,7 @@ impl Settings {
             data_dir: cli.data_dir.clone(),
             cluster_conf: path,
             port: cli.port,
+            standalone: false,
         })
     }
 }

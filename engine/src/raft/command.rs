@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigApplied, ConfigCommand};
+use crate::namespace::{NamespaceApplied, NamespaceCommand};
 use crate::naming::persistent::{NamingApplied, NamingCommand};
 
 /// One replicated command.
@@ -29,6 +30,8 @@ pub enum Op {
     PurgeHistory { retention_ms: u64 },
     /// A change of service metadata or persistent instances.
     Naming(NamingCommand),
+    /// A change of the custom namespaces.
+    Namespace(NamespaceCommand),
 }
 
 /// The result of applying one entry.
@@ -42,6 +45,8 @@ pub enum CommandResult {
     Purged { rows: u64 },
     /// A naming command's outcome.
     Naming(NamingApplied),
+    /// A namespace command's outcome.
+    Namespace(NamespaceApplied),
 }
 
 impl std::fmt::Display for Command {

@@ -25,12 +25,13 @@ use super::type_config::{Entry, LogId, SnapshotMeta, StorageError, StoredMembers
 use crate::config::listen::{ConfigChange, CONFIG_CHANGES_CAPACITY};
 use crate::config::{ConfigApplied, ConfigCommand, ConfigStore};
 use crate::error::{DecodeError, Fatal};
+use crate::namespace::NamespaceTable;
 use crate::naming::persistent::NamingTable;
 use crate::ports::{Disk, DiskFile, RaftObserver};
 use crate::wire::frame::{decode_msg, encode_msg};
 
 /// Version 2 added the naming tables.
-const SNAPSHOT_VERSION: u32 = 2;
+const SNAPSHOT_VERSION: u32 = 3;
 
 /// The replicated CP state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,17 +41,22 @@ pub struct CpState {
     pub configs: ConfigStore,
     /// Service metadata and persistent instances.
     pub naming: NamingTable,
+    /// Custom namespaces.
+    pub namespaces: NamespaceTable,
 }
 
 impl CpState {
     /// A digest of the data (not of the Raft bookkeeping), equal on converged replicas.
     pub fn digest(&self) -> u64 {
-        if self.naming.is_empty() {
+        if self.naming.is_empty() && self.namespaces.is_empty() {
             return self.configs.digest();
         }
         let mut h = crate::digest::Fnv64::default();
         h.write_u64(self.configs.digest());
         h.write_u64(self.naming.digest());
+        if !self.namespaces.is_empty() {
+            h.write_u64(self.namespaces.digest());
+        }
         h.finish()
     }
 
@@ -71,6 +77,7 @@ impl CpState {
                     CommandResult::Purged { rows: rows as u64 }
                 }
                 Op::Naming(n) => CommandResult::Naming(self.naming.apply(n)),
+                Op::Namespace(n) => CommandResult::Namespace(self.namespaces.apply(cmd.now_ms, n)),
             },
         }
     }
