@@ -50,9 +50,8 @@ pub fn router(api: Arc<ConsoleApi>) -> Router {
         .with_state(api)
 }
 
-fn params(query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Result<Params, Response> {
-    Params::parse(query, headers, body)
-        .map_err(|r| text(StatusCode::BAD_REQUEST, format!("caused: {r};")))
+fn bad_params(r: &nacre_engine::error::Reject) -> Response {
+    text(StatusCode::BAD_REQUEST, format!("caused: {r};"))
 }
 
 fn namespace_json(id: &str, name: &str, desc: &str, count: usize, kind: u8) -> Value {
@@ -72,9 +71,9 @@ async fn get_namespaces(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let p = match params(query.as_deref(), &headers, &body) {
+    let p = match Params::parse(query.as_deref(), &headers, &body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return bad_params(&r),
     };
     let state = api.cp.state();
     let state = state.read().expect("state lock poisoned");
@@ -155,9 +154,9 @@ async fn create_namespace(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let p = match params(query.as_deref(), &headers, &body) {
+    let p = match Params::parse(query.as_deref(), &headers, &body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return bad_params(&r),
     };
     let id = match p.get("customNamespaceId").trim() {
         "" => uuid::Uuid::new_v4().to_string(),
@@ -181,9 +180,9 @@ async fn update_namespace(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let p = match params(query.as_deref(), &headers, &body) {
+    let p = match Params::parse(query.as_deref(), &headers, &body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return bad_params(&r),
     };
     let cmd = NamespaceCommand::Update {
         id: p.get("namespace").to_string(),
@@ -199,9 +198,9 @@ async fn delete_namespace(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let p = match params(query.as_deref(), &headers, &body) {
+    let p = match Params::parse(query.as_deref(), &headers, &body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return bad_params(&r),
     };
     let cmd = NamespaceCommand::Delete {
         id: p.get("namespaceId").to_string(),
@@ -227,9 +226,9 @@ async fn server_state(State(api): State<Arc<ConsoleApi>>) -> Response {
 
 /// Login while authentication is disabled: any user gets the `AUTH_DISABLED` token.
 async fn login(RawQuery(query): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
-    let p = match params(query.as_deref(), &headers, &body) {
+    let p = match Params::parse(query.as_deref(), &headers, &body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return bad_params(&r),
     };
     let username = match p.get("username") {
         "" => "nacos",
