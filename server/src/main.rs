@@ -67,15 +67,22 @@ async fn shutdown_signal() {
     }
 }
 
-/// A member's Distro name: its `ip:port` with the main (HTTP) port, as Nacos names members
-/// (the peer address's port is the main port minus 1000).
-fn distro_name(raft_addr: &str) -> String {
+/// A member's Distro name (`ip:port` with the main port, as Nacos names members) and its
+/// Distro address (main port + 1001), from its Raft address (main port − 1000).
+fn distro_name_and_addr(raft_addr: &str) -> (String, String) {
     match raft_addr.rsplit_once(':') {
         Some((host, port)) => match port.parse::<u32>() {
-            Ok(p) => format!("{host}:{}", p + 1000),
-            Err(_) => raft_addr.to_string(),
+            Ok(p) => (
+                format!("{host}:{}", p + u32::from(settings::RAFT_PORT_OFFSET)),
+                format!(
+                    "{host}:{}",
+                    p + u32::from(settings::RAFT_PORT_OFFSET)
+                        + u32::from(settings::DISTRO_PORT_OFFSET)
+                ),
+            ),
+            Err(_) => (raft_addr.to_string(), raft_addr.to_string()),
         },
-        None => raft_addr.to_string(),
+        None => (raft_addr.to_string(), raft_addr.to_string()),
     }
 }
 
@@ -86,6 +93,16 @@ async fn run(settings: Settings, timings: DistroTimings) -> anyhow::Result<()> {
     let peer_listener = tokio::net::TcpListener::bind(&settings.raft_bind)
         .await
         .with_context(|| format!("bind raft port {}", settings.raft_bind))?;
+    let distro_bind = match settings.raft_bind.rsplit_once(':') {
+        Some((host, _)) => format!(
+            "{host}:{}",
+            u32::from(settings.port) + u32::from(settings::DISTRO_PORT_OFFSET)
+        ),
+        None => anyhow::bail!("bad peer bind address {}", settings.raft_bind),
+    };
+    let distro_listener = tokio::net::TcpListener::bind(&distro_bind)
+        .await
+        .with_context(|| format!("bind distro port {distro_bind}"))?;
     let http_listener = tokio::net::TcpListener::bind(&settings.http_addr)
         .await
         .with_context(|| format!("bind http port {}", settings.http_addr))?;
@@ -112,22 +129,17 @@ async fn run(settings: Settings, timings: DistroTimings) -> anyhow::Result<()> {
             conf.iter()
                 .find(|m| m.node_id() == settings.node_id)
                 .map(settings::ConfMember::name)
-                .unwrap_or_else(|| distro_name(&settings.raft_addr)),
+                .unwrap_or_else(|| distro_name_and_addr(&settings.raft_addr).0),
             membership::distro_members(conf),
         ),
         None => (
-            distro_name(&settings.raft_addr),
+            distro_name_and_addr(&settings.raft_addr).0,
             settings
                 .members
                 .iter()
-                .map(|(id, addr)| {
-                    (
-                        distro_name(addr),
-                        PeerAddr {
-                            id: *id,
-                            addr: addr.clone(),
-                        },
-                    )
+                .map(|(id, raft_addr)| {
+                    let (name, addr) = distro_name_and_addr(raft_addr);
+                    (name, PeerAddr { id: *id, addr })
                 })
                 .collect(),
         ),
@@ -138,12 +150,14 @@ async fn run(settings: Settings, timings: DistroTimings) -> anyhow::Result<()> {
         naming,
     });
     let peers = tokio::spawn(peer::serve_peers(peer_listener, member.clone()));
+    let distro_peers = tokio::spawn(peer::serve_peers(distro_listener, member.clone()));
     tracing::info!(
         node = settings.node_id,
         data_dir = %settings.data_dir.display(),
-        "nacre listening http={} raft={}",
+        "nacre listening http={} raft={} distro={}",
         settings.http_addr,
-        settings.raft_bind
+        settings.raft_bind,
+        distro_bind
     );
     if let (Some(path), Some(conf)) = (settings.cluster_conf.clone(), conf) {
         tokio::spawn(membership::watch(
@@ -174,6 +188,7 @@ async fn run(settings: Settings, timings: DistroTimings) -> anyhow::Result<()> {
     .with_graceful_shutdown(shutdown_signal())
     .await;
     peers.abort();
+    distro_peers.abort();
     node.shutdown().await;
     tracing::info!("nacre stopped");
     served.context("http server")

@@ -23,7 +23,7 @@ use crate::settings::{conf_members, read_cluster_conf, ConfMember};
 /// How often the member re-reads its cluster.conf.
 pub const CONF_POLL_MS: u64 = 1_000;
 
-/// Distro's member map of a cluster.conf: `host:port` → node id and peer address.
+/// Distro's member map of a cluster.conf: `host:port` → node id and Distro address (P+1001).
 pub fn distro_members(conf: &[ConfMember]) -> BTreeMap<String, PeerAddr> {
     conf.iter()
         .map(|m| {
@@ -31,7 +31,7 @@ pub fn distro_members(conf: &[ConfMember]) -> BTreeMap<String, PeerAddr> {
                 m.name(),
                 PeerAddr {
                     id: m.node_id(),
-                    addr: m.raft_addr(),
+                    addr: m.distro_addr(),
                 },
             )
         })

@@ -24,6 +24,8 @@ use clap::{Parser, ValueEnum};
 
 /// The Raft port is the main port minus this (Nacos `DEFAULT_RAFT_OFFSET_PORT`).
 pub const RAFT_PORT_OFFSET: u16 = 1000;
+/// The Distro/peer-report port is the main port plus this (wire reference §1.1: P+1001).
+pub const DISTRO_PORT_OFFSET: u16 = 1001;
 /// Most members a cluster list may name.
 pub const MEMBERS_MAX: usize = 64;
 /// The member list read in cluster mode when neither `--members` nor `--cluster-conf` is given.
@@ -234,6 +236,15 @@ impl ConfMember {
         format!("{}:{}", self.host, self.port)
     }
 
+    /// `host:port+1001`, where the member serves Distro.
+    pub fn distro_addr(&self) -> String {
+        format!(
+            "{}:{}",
+            self.host,
+            u32::from(self.port) + u32::from(DISTRO_PORT_OFFSET)
+        )
+    }
+
     /// `host:raftport`, the address peers use.
     pub fn raft_addr(&self) -> String {
         format!("{}:{}", self.host, self.raft_port)
@@ -352,6 +363,9 @@ fn parse_conf_entry(entry: &str, default_port: u16, line: usize) -> anyhow::Resu
     };
     if raft_port == port {
         bail!("raft_port {raft_port} equals the HTTP port");
+    }
+    if port.checked_add(DISTRO_PORT_OFFSET).is_none() {
+        bail!("port {port} leaves no room for the Distro port (port + {DISTRO_PORT_OFFSET})");
     }
     Ok(ConfMember {
         host: host.to_string(),

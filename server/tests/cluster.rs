@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use nacre_tests::{free_http_ports, http, temp_dir, write_cluster_conf, HttpResponse, Nacre};
+use nacre_tests::{
+    clashes, free_http_ports, http, temp_dir, write_cluster_conf, HttpResponse, Nacre,
+};
 
 /// Log filter of the members: Nacre's info lines plus openraft's leader transitions.
 const RUST_LOG: &str = "info,openraft=warn,openraft::engine::handler::server_state_handler=info";
@@ -136,13 +138,10 @@ impl Cluster {
         let mut all = self.ports.clone();
         let fresh = loop {
             let candidate = free_http_ports(all.len() + 1);
-            if let Some(p) = candidate.iter().find(|p| {
-                !all.iter().any(|q| {
-                    [*q, *q - 1000]
-                        .iter()
-                        .any(|x| *x == **p || *x == **p - 1000)
-                })
-            }) {
+            if let Some(p) = candidate
+                .iter()
+                .find(|p| !all.iter().any(|q| clashes(*q, **p)))
+            {
                 break *p;
             }
         };

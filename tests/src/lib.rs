@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 /// The Raft port is the HTTP port minus this, as in Nacos (wire reference §1.1).
 pub const RAFT_PORT_OFFSET: u16 = 1000;
+/// The Distro port is the HTTP port plus this (wire reference §1.1).
+pub const DISTRO_PORT_OFFSET: u16 = 1001;
 /// How long a spawned member may take to elect itself and answer readiness.
 pub const READY_WAIT_MS: u64 = 20_000;
 /// Socket read/write timeout of one test HTTP request.
@@ -35,17 +37,20 @@ pub fn temp_dir(label: &str) -> PathBuf {
     dir
 }
 
-/// A high port on 127.0.0.1 that is free, and whose Raft port (port − 1000) is free too.
+/// A high port on 127.0.0.1 that is free, and whose Raft port (port − 1000) and Distro port
+/// (port + 1001) are free too.
 pub fn free_http_port() -> u16 {
     for _ in 0..PORT_ATTEMPTS_MAX {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("bind an ephemeral port")
             .port();
-        if port <= 10_000 + RAFT_PORT_OFFSET {
+        if port <= 10_000 + RAFT_PORT_OFFSET || port > u16::MAX - DISTRO_PORT_OFFSET {
             continue;
         }
-        if TcpListener::bind(("127.0.0.1", port - RAFT_PORT_OFFSET)).is_ok() {
+        if TcpListener::bind(("127.0.0.1", port - RAFT_PORT_OFFSET)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port + DISTRO_PORT_OFFSET)).is_ok()
+        {
             return port;
         }
     }
@@ -61,17 +66,19 @@ pub fn free_http_ports(n: usize) -> Vec<u16> {
             break;
         }
         let p = free_http_port();
-        let clash = ports.iter().any(|q| {
-            [*q, *q - RAFT_PORT_OFFSET]
-                .iter()
-                .any(|x| *x == p || *x == p - RAFT_PORT_OFFSET)
-        });
+        let clash = ports.iter().any(|q| clashes(*q, p));
         if !clash {
             ports.push(p);
         }
     }
     assert_eq!(ports.len(), n, "no {n} distinct free port pairs");
     ports
+}
+
+/// True when two members' ports (HTTP, Raft = −1000, Distro = +1001) overlap.
+pub fn clashes(a: u16, b: u16) -> bool {
+    let ports = |p: u16| [p, p - RAFT_PORT_OFFSET, p + DISTRO_PORT_OFFSET];
+    ports(a).iter().any(|x| ports(b).contains(x))
 }
 
 /// Writes a Nacos-format `cluster.conf` naming `127.0.0.1:<port>` for every port.
