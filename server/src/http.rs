@@ -124,6 +124,11 @@ impl Params {
         Ok(Params(map))
     }
 
+    /// Every parameter, by name.
+    pub(crate) fn into_map(self) -> BTreeMap<String, String> {
+        self.0
+    }
+
     pub(crate) fn get(&self, name: &str) -> &str {
         self.0.get(name).map(String::as_str).unwrap_or("")
     }

@@ -6,6 +6,7 @@
 mod http;
 mod http_console;
 mod http_naming;
+mod http_v2;
 mod membership;
 mod peer;
 mod properties;
@@ -178,9 +179,10 @@ async fn run(settings: Settings, timings: DistroTimings) -> anyhow::Result<()> {
         standalone: settings.standalone,
         http_port: settings.port,
     });
-    let app = http::router(node.clone())
+    let v1 = http::router(node.clone())
         .merge(http_naming::router(naming_api))
         .merge(http_console::router(console_api));
+    let app = v1.clone().merge(http_v2::router(v1));
     let served = axum::serve(
         http_listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
