@@ -65,6 +65,8 @@ pub struct NamingApi {
     pub distro: Arc<DistroRunner>,
     /// This member's Distro name (`ip:port`).
     pub me: String,
+    /// The data directory, probed for writability by readiness.
+    pub data_dir: std::path::PathBuf,
 }
 
 /// A refusal: status and plain-text body.
@@ -123,6 +125,12 @@ pub fn router(api: Arc<NamingApi>) -> Router {
         .route("/instance/list", get(list_instances))
         .route("/instance/beat", put(beat))
         .route("/instance/statuses", get(instance_statuses))
+        .route(
+            "/instance/metadata/batch",
+            put(batch_metadata_update).delete(batch_metadata_delete),
+        )
+        .route("/health", put(update_health))
+        .route("/health/instance", put(update_health))
         .route(
             "/service",
             get(get_service)
@@ -1271,18 +1279,150 @@ async fn cluster_health(State(_api): State<Arc<NamingApi>>) -> Response {
     rest_result(json!("UP"))
 }
 
-/// Ready when a Raft leader is known and the Distro snapshot is loaded.
+/// Ready when a Raft leader is known, the Distro snapshot is loaded and storage is writable
+/// (Raft has not stopped on a storage error, and the data directory takes a file).
 async fn readiness(State(api): State<Arc<NamingApi>>) -> Response {
-    let leader = api.cp.status().leader.is_some();
+    let (leader, raft_running) = {
+        let m = api.cp.raft().metrics();
+        let m = m.borrow();
+        (m.current_leader.is_some(), m.running_state.is_ok())
+    };
     let loaded = api.distro.read(|d| d.loaded());
-    match (leader, loaded) {
-        (true, true) => text(StatusCode::OK, "OK"),
-        (false, _) => text(StatusCode::INTERNAL_SERVER_ERROR, "no Raft leader known"),
-        (true, false) => text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Distro snapshot not loaded yet",
-        ),
-    }
+    let probe = api.data_dir.join(".readiness-probe");
+    let writable = std::fs::write(&probe, b"ok").and_then(|()| std::fs::remove_file(&probe));
+    let reason = match (raft_running, &writable, leader, loaded) {
+        (false, _, _, _) => "Raft stopped on a storage error",
+        (_, Err(_), _, _) => "data directory not writable",
+        (_, _, false, _) => "no Raft leader known",
+        (_, _, _, false) => "Distro snapshot not loaded yet",
+        _ => return text(StatusCode::OK, "OK"),
+    };
+    text(StatusCode::INTERNAL_SERVER_ERROR, reason)
+}
+
+// ----- health updates and metadata batches -----------------------------------------------------
+
+/// `PUT /v1/ns/health`: sets the health of a persistent instance (Nacre runs no health checker
+/// for them, Nacos's `NONE` type); ephemeral instances take their health from beats.
+async fn update_health(
+    State(api): State<Arc<NamingApi>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    answer(
+        async {
+            let p = api.params(query.as_deref(), &headers, &body)?;
+            let key = p.service_key()?;
+            let healthy = p
+                .opt("healthy")
+                .or_else(|| p.opt("valid"))
+                .ok_or_else(|| Fail::bad("Param 'healthy' is required."))?
+                .eq_ignore_ascii_case("true");
+            let (ip, port, cluster) = (p.ip()?.to_string(), p.port()?, p.cluster()?);
+            let found = api
+                .instances(&key)
+                .into_iter()
+                .find(|i| i.ip == ip && i.port == port && i.cluster == cluster);
+            match found {
+                None => ok(), // unknown instance: a no-op, as in Nacos
+                Some(i) if i.ephemeral => Err(Fail::bad(format!(
+                    "health check is still working, service: {}, cluster: {cluster}",
+                    key.grouped_name()
+                ))),
+                Some(i) => {
+                    api.cp_write(NamingCommand::RegisterPersistent {
+                        service: key,
+                        instance: Instance { healthy, ..i },
+                    })
+                    .await?;
+                    ok()
+                }
+            }
+        }
+        .await,
+    )
+}
+
+/// `ip`, `port` and `clusterName` of one entry of a metadata batch.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InstanceRef {
+    ip: String,
+    port: u16,
+    #[serde(default)]
+    cluster_name: Option<String>,
+}
+
+async fn batch_metadata_update(
+    State(api): State<Arc<NamingApi>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    batch_metadata(api, query, headers, body, false).await
+}
+
+async fn batch_metadata_delete(
+    State(api): State<Arc<NamingApi>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    batch_metadata(api, query, headers, body, true).await
+}
+
+/// `PUT|DELETE /v1/ns/instance/metadata/batch`: merges (or removes the keys of) `metadata` on
+/// the listed instances of one kind (`consistencyType=persist` or ephemeral), all when the list
+/// is empty. Answers `{"updated":["ip:port:unknown:cluster:ephemeral|persist",…]}`.
+async fn batch_metadata(
+    api: Arc<NamingApi>,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+    remove: bool,
+) -> Response {
+    answer(
+        async {
+            let p = api.params(query.as_deref(), &headers, &body)?;
+            let key = p.service_key()?;
+            let metadata = parse_metadata(p.required("metadata")?)?;
+            let persistent = p.opt("consistencyType") == Some("persist");
+            let refs: Vec<InstanceRef> = match p.opt("instances") {
+                Some(raw) => serde_json::from_str(raw)
+                    .map_err(|e| Fail::bad(format!("Param 'instances' is illegal: {e}")))?,
+                None => Vec::new(),
+            };
+            let chosen: Vec<Instance> = api
+                .instances(&key)
+                .into_iter()
+                .filter(|i| i.ephemeral != persistent)
+                .filter(|i| {
+                    refs.is_empty()
+                        || refs.iter().any(|r| {
+                            r.ip == i.ip
+                                && r.port == i.port
+                                && r.cluster_name.as_deref().unwrap_or(&i.cluster) == i.cluster
+                        })
+                })
+                .collect();
+            let mut updated = Vec::new();
+            for mut i in chosen {
+                if remove {
+                    i.metadata.retain(|k, _| !metadata.contains_key(k));
+                } else {
+                    i.metadata
+                        .extend(metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+                check_beat_metadata(&i)?;
+                let kind = if persistent { "persist" } else { "ephemeral" };
+                updated.push(format!("{}:{}:unknown:{}:{kind}", i.ip, i.port, i.cluster));
+                api.put_instance(&key, i).await?;
+            }
+            Ok(json_response(&json!({ "updated": updated })))
+        }
+        .await,
+    )
 }
 
 #[cfg(test)]

@@ -173,6 +173,7 @@ async fn run(settings: Settings, timings: DistroTimings) -> anyhow::Result<()> {
         cp: node.clone(),
         distro: member.naming.clone(),
         me,
+        data_dir: settings.data_dir.clone(),
     });
     let console_api = Arc::new(http_console::ConsoleApi {
         cp: node.clone(),

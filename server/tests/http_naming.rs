@@ -396,3 +396,103 @@ fn services_instances_and_refusals() {
     drop(nacre);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn health_updates_and_metadata_batches() {
+    let root = temp_dir("http-naming-batch");
+    let port = free_http_port();
+    let nacre = Nacre::spawn(bin(), port, &root.join("data"), &root.join("nacre.log"));
+    // Persistent instances take manual health updates; ephemeral ones refuse them.
+    for ip in ["127.0.0.81", "127.0.0.82"] {
+        expect(
+            port,
+            "POST",
+            &format!("/nacos/v1/ns/instance?serviceName=db&ip={ip}&port=5432&ephemeral=false"),
+            200,
+            "ok",
+        );
+    }
+    expect(
+        port,
+        "PUT",
+        "/nacos/v1/ns/health?serviceName=db&ip=127.0.0.81&port=5432&healthy=false",
+        200,
+        "ok",
+    );
+    assert_eq!(
+        hosts(port, "db", ""),
+        ["127.0.0.81:5432 false false", "127.0.0.82:5432 true false"]
+    );
+    assert_eq!(
+        hosts(port, "db", "&healthyOnly=true"),
+        ["127.0.0.82:5432 true false"]
+    );
+    expect(
+        port,
+        "POST",
+        "/nacos/v1/ns/instance?serviceName=web&ip=127.0.0.83&port=80",
+        200,
+        "ok",
+    );
+    expect(
+        port,
+        "PUT",
+        "/nacos/v1/ns/health?serviceName=web&ip=127.0.0.83&port=80&healthy=false",
+        400,
+        "health check is still working, service: DEFAULT_GROUP@@web, cluster: DEFAULT",
+    );
+    // Metadata batch on the persistent instances: one listed, then all, then a key removed.
+    let one = "instances=%5B%7B%22ip%22%3A%22127.0.0.81%22%2C%22port%22%3A5432%7D%5D";
+    let r = call(
+        port,
+        "PUT",
+        &format!("/nacos/v1/ns/instance/metadata/batch?serviceName=db&consistencyType=persist&metadata=zone%3Da&{one}"),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.body,
+        r#"{"updated":["127.0.0.81:5432:unknown:DEFAULT:persist"]}"#
+    );
+    let r = call(
+        port,
+        "PUT",
+        "/nacos/v1/ns/instance/metadata/batch?serviceName=db&consistencyType=persist&metadata=tier%3D1",
+    );
+    let v: Value = serde_json::from_str(&r.body).expect("json");
+    assert_eq!(v["updated"].as_array().map(Vec::len), Some(2), "{v}");
+    let d = json(
+        port,
+        "/nacos/v1/ns/instance?serviceName=db&ip=127.0.0.81&port=5432",
+    );
+    assert_eq!(
+        (
+            d["metadata"]["zone"].as_str(),
+            d["metadata"]["tier"].as_str()
+        ),
+        (Some("a"), Some("1"))
+    );
+    let r = call(
+        port,
+        "DELETE",
+        "/nacos/v1/ns/instance/metadata/batch?serviceName=db&consistencyType=persist&metadata=zone%3D",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let d = json(
+        port,
+        "/nacos/v1/ns/instance?serviceName=db&ip=127.0.0.81&port=5432",
+    );
+    assert!(d["metadata"].get("zone").is_none(), "{d}");
+    assert_eq!(d["metadata"]["tier"], "1");
+    // Ephemeral batches touch only ephemeral instances.
+    let r = call(
+        port,
+        "PUT",
+        "/nacos/v1/ns/instance/metadata/batch?serviceName=web&metadata=v%3D2",
+    );
+    assert_eq!(
+        r.body,
+        r#"{"updated":["127.0.0.83:80:unknown:DEFAULT:ephemeral"]}"#
+    );
+    drop(nacre);
+    let _ = std::fs::remove_dir_all(&root);
+}
