@@ -71,7 +71,7 @@ pub struct NamingApi {
 
 /// A refusal: status and plain-text body.
 #[derive(Debug)]
-struct Fail(StatusCode, String);
+pub(crate) struct Fail(pub(crate) StatusCode, pub(crate) String);
 
 impl Fail {
     fn bad(msg: impl Into<String>) -> Fail {
@@ -277,36 +277,36 @@ impl NamingApi {
     }
 
     /// The service metadata record, if the service has one.
-    fn meta(&self, key: &ServiceKey) -> Option<ServiceMeta> {
+    pub(crate) fn meta(&self, key: &ServiceKey) -> Option<ServiceMeta> {
         let state = self.cp.state();
         let state = state.read().expect("state lock poisoned");
         state.naming.services.get(key).cloned()
     }
 
-    fn persistent_instances(&self, key: &ServiceKey) -> Vec<Instance> {
+    pub(crate) fn persistent_instances(&self, key: &ServiceKey) -> Vec<Instance> {
         let state = self.cp.state();
         let state = state.read().expect("state lock poisoned");
         state.naming.instances(key)
     }
 
-    fn ephemeral_instances(&self, key: &ServiceKey) -> Vec<Instance> {
+    pub(crate) fn ephemeral_instances(&self, key: &ServiceKey) -> Vec<Instance> {
         self.distro.read(|d| d.instances(key))
     }
 
     /// Every instance of a service (persistent first), enabled or not.
-    fn instances(&self, key: &ServiceKey) -> Vec<Instance> {
+    pub(crate) fn instances(&self, key: &ServiceKey) -> Vec<Instance> {
         let mut all = self.persistent_instances(key);
         all.extend(self.ephemeral_instances(key));
         all
     }
 
     /// True when the service exists: a metadata record or any instance.
-    fn exists(&self, key: &ServiceKey) -> bool {
+    pub(crate) fn exists(&self, key: &ServiceKey) -> bool {
         self.meta(key).is_some() || !self.instances(key).is_empty()
     }
 
     /// Replicates a naming command; a refusal is a 400 with Nacos's message.
-    async fn cp_write(&self, cmd: NamingCommand) -> Result<(), Fail> {
+    pub(crate) async fn cp_write(&self, cmd: NamingCommand) -> Result<(), Fail> {
         let written = self.cp.write(Op::Naming(cmd)).await?;
         match written.result {
             CommandResult::Naming(NamingApplied::Done) => Ok(()),
@@ -318,17 +318,27 @@ impl NamingApi {
         }
     }
 
+    /// Refuses ephemeral instances in a persistent service (Nacos's message).
+    pub(crate) fn check_ephemeral_allowed(&self, key: &ServiceKey) -> Result<(), Fail> {
+        let persistent = self.meta(key).is_some_and(|m| !m.ephemeral)
+            || !self.persistent_instances(key).is_empty();
+        if persistent {
+            return Err(Fail::bad(format!(
+                "Current service {} is persistent service, can't register ephemeral instance.",
+                key.grouped_name()
+            )));
+        }
+        Ok(())
+    }
+
     /// Writes an instance where its kind lives, after the ephemeral/persistent service check.
-    async fn put_instance(&self, key: &ServiceKey, instance: Instance) -> Result<(), Fail> {
+    pub(crate) async fn put_instance(
+        &self,
+        key: &ServiceKey,
+        instance: Instance,
+    ) -> Result<(), Fail> {
         if instance.ephemeral {
-            let persistent = self.meta(key).is_some_and(|m| !m.ephemeral)
-                || !self.persistent_instances(key).is_empty();
-            if persistent {
-                return Err(Fail::bad(format!(
-                    "Current service {} is persistent service, can't register ephemeral instance.",
-                    key.grouped_name()
-                )));
-            }
+            self.check_ephemeral_allowed(key)?;
             let write = IpPortWrite::Register {
                 service: key.clone(),
                 instance,
@@ -408,7 +418,7 @@ fn is_cjk(c: char) -> bool {
     ('\u{4E00}'..='\u{9FA5}').contains(&c)
 }
 
-fn check_namespace(ns: &str) -> Result<(), Fail> {
+pub(crate) fn check_namespace(ns: &str) -> Result<(), Fail> {
     if ns.chars().count() > NAMESPACE_CHARS_MAX {
         return Err(too_long("namespaceId", NAMESPACE_CHARS_MAX));
     }
@@ -447,7 +457,7 @@ fn check_service_name(name: &str) -> Result<(), Fail> {
     Ok(())
 }
 
-fn check_ip(ip: &str) -> Result<(), Fail> {
+pub(crate) fn check_ip(ip: &str) -> Result<(), Fail> {
     if ip.chars().count() > IP_CHARS_MAX {
         return Err(too_long("ip", IP_CHARS_MAX));
     }
@@ -457,7 +467,7 @@ fn check_ip(ip: &str) -> Result<(), Fail> {
     Ok(())
 }
 
-fn check_cluster(cluster: &str) -> Result<(), Fail> {
+pub(crate) fn check_cluster(cluster: &str) -> Result<(), Fail> {
     if cluster.chars().count() > CLUSTER_CHARS_MAX {
         return Err(too_long("clusterName", CLUSTER_CHARS_MAX));
     }
@@ -473,7 +483,7 @@ fn check_cluster(cluster: &str) -> Result<(), Fail> {
 }
 
 /// The key of `raw` (`svc` or `group@@svc`) with `group` as the default group.
-fn service_key(namespace: &str, group: &str, raw: &str) -> Result<ServiceKey, Fail> {
+pub(crate) fn service_key(namespace: &str, group: &str, raw: &str) -> Result<ServiceKey, Fail> {
     let (group, name) = match raw.split_once(GROUP_SEPARATOR) {
         Some((g, n)) => {
             if g.is_empty() {
@@ -496,7 +506,7 @@ fn service_key(namespace: &str, group: &str, raw: &str) -> Result<ServiceKey, Fa
 }
 
 /// Instance or service metadata: a JSON object, or `k1=v1,k2=v2`.
-fn parse_metadata(raw: &str) -> Result<BTreeMap<String, String>, Fail> {
+pub(crate) fn parse_metadata(raw: &str) -> Result<BTreeMap<String, String>, Fail> {
     let incorrect = || Fail::bad(format!("metadata format incorrect:{raw}"));
     if raw.chars().count() > METADATA_CHARS_MAX {
         return Err(too_long("metadata", METADATA_CHARS_MAX));
@@ -525,7 +535,7 @@ fn parse_metadata(raw: &str) -> Result<BTreeMap<String, String>, Fail> {
 }
 
 /// Beat interval below both timeouts (§1.3).
-fn check_beat_metadata(i: &Instance) -> Result<(), Fail> {
+pub(crate) fn check_beat_metadata(i: &Instance) -> Result<(), Fail> {
     let interval = i.meta_ms(META_BEAT_INTERVAL, CLIENT_BEAT_INTERVAL_MS);
     let timeout = i.meta_ms(
         META_BEAT_TIMEOUT,
@@ -579,7 +589,7 @@ fn protect_threshold(raw: &str) -> Result<f32, Fail> {
 // ----- JSON shapes -----------------------------------------------------------------------------
 
 /// An instance as the v1 list shows it (`Instance`, NON_NULL).
-fn instance_json(key: &ServiceKey, i: &Instance) -> Value {
+pub(crate) fn instance_json(key: &ServiceKey, i: &Instance) -> Value {
     json!({
         "instanceId": i.instance_id(key),
         "ip": i.ip,
@@ -1060,7 +1070,7 @@ fn page_number(p: &NamingParams, name: &str) -> Result<usize, Fail> {
 }
 
 /// Every service of a namespace known here: records, persistent and ephemeral instances.
-fn all_services(api: &NamingApi) -> BTreeSet<ServiceKey> {
+pub(crate) fn all_services(api: &NamingApi) -> BTreeSet<ServiceKey> {
     let mut all: BTreeSet<ServiceKey> = api.distro.read(|d| d.services()).into_iter().collect();
     let state = api.cp.state();
     let state = state.read().expect("state lock poisoned");

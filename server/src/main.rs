@@ -3,6 +3,7 @@
 //! serves peers on the Raft port (main port − 1000, wire reference §1.1) and the HTTP Open API
 //! on the main port, and shuts Raft down cleanly on Ctrl-C or SIGTERM.
 
+mod grpc;
 mod http;
 mod http_console;
 mod http_naming;
@@ -104,6 +105,16 @@ async fn run(settings: Settings, timings: DistroTimings) -> anyhow::Result<()> {
     let distro_listener = tokio::net::TcpListener::bind(&distro_bind)
         .await
         .with_context(|| format!("bind distro port {distro_bind}"))?;
+    let grpc_bind = match settings.http_addr.rsplit_once(':') {
+        Some((host, _)) => format!(
+            "{host}:{}",
+            u32::from(settings.port) + u32::from(settings::GRPC_PORT_OFFSET)
+        ),
+        None => anyhow::bail!("bad http bind address {}", settings.http_addr),
+    };
+    let grpc_listener = tokio::net::TcpListener::bind(&grpc_bind)
+        .await
+        .with_context(|| format!("bind grpc port {grpc_bind}"))?;
     let http_listener = tokio::net::TcpListener::bind(&settings.http_addr)
         .await
         .with_context(|| format!("bind http port {}", settings.http_addr))?;
@@ -155,8 +166,9 @@ async fn run(settings: Settings, timings: DistroTimings) -> anyhow::Result<()> {
     tracing::info!(
         node = settings.node_id,
         data_dir = %settings.data_dir.display(),
-        "nacre listening http={} raft={} distro={}",
+        "nacre listening http={} grpc={} raft={} distro={}",
         settings.http_addr,
+        grpc_bind,
         settings.raft_bind,
         distro_bind
     );
@@ -175,6 +187,12 @@ async fn run(settings: Settings, timings: DistroTimings) -> anyhow::Result<()> {
         me,
         data_dir: settings.data_dir.clone(),
     });
+    let grpc_state = grpc::Grpc::new(naming_api.clone(), node.clone());
+    let grpc_task = tokio::spawn(async move {
+        if let Err(e) = grpc::serve(grpc_state, grpc_listener).await {
+            tracing::error!("grpc server stopped: {e:#}");
+        }
+    });
     let console_api = Arc::new(http_console::ConsoleApi {
         cp: node.clone(),
         standalone: settings.standalone,
@@ -192,6 +210,7 @@ async fn run(settings: Settings, timings: DistroTimings) -> anyhow::Result<()> {
     .await;
     peers.abort();
     distro_peers.abort();
+    grpc_task.abort();
     node.shutdown().await;
     tracing::info!("nacre stopped");
     served.context("http server")

@@ -24,6 +24,8 @@ use clap::{Parser, ValueEnum};
 
 /// The Raft port is the main port minus this (Nacos `DEFAULT_RAFT_OFFSET_PORT`).
 pub const RAFT_PORT_OFFSET: u16 = 1000;
+/// The SDK gRPC port is the main port plus this (wire reference §1.1: P+1000).
+pub const GRPC_PORT_OFFSET: u16 = 1000;
 /// The Distro/peer-report port is the main port plus this (wire reference §1.1: P+1001).
 pub const DISTRO_PORT_OFFSET: u16 = 1001;
 /// Most members a cluster list may name.

@@ -1,0 +1,565 @@
+//! The request handlers of the gRPC SDK protocol (wire reference §4.6–4.8) and the two push
+//! fan-outs. Each handler answers with the exact response type its request pairs with; a
+//! refusal is that type with `resultCode` 500 and Nacos's `errorCode`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use nacre_engine::config::validate::{
+    normalize_tenant, validate_content, validate_data_id, validate_group, validate_tenant,
+};
+use nacre_engine::config::{ConfigApplied, ConfigCommand, ConfigKey, PublishConfig};
+use nacre_engine::error::Reject;
+use nacre_engine::naming::persistent::{NamingCommand, WEIGHT_MAX};
+use nacre_engine::naming::{select, Instance, Query, ServiceKey, DEFAULT_CLUSTER};
+use nacre_engine::ports::Clock;
+use nacre_engine::raft::command::{CommandResult, Op};
+use nacre_engine::wire::NamingRequest;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::proto::Payload;
+use super::{failure, success, Conn, Grpc, LISTENS_PER_CONNECTION_MAX};
+use crate::http_naming::{
+    all_services, check_beat_metadata, check_cluster, check_ip, check_namespace, instance_json,
+    service_key, Fail,
+};
+use crate::SystemClock;
+
+/// Nacos error codes used on the gRPC path (§4.3).
+const INVALID_PARAM: i64 = 400;
+const NOT_FOUND_CONFIG: i64 = 300;
+const NO_HANDLER: i64 = 302;
+const SERVER_ERROR: i64 = 500;
+/// `cacheMillis` of a service info.
+const CACHE_MILLIS: u64 = 10_000;
+
+/// A handler's refusal: Nacos error code and message.
+struct Refusal(i64, String);
+
+impl From<Fail> for Refusal {
+    fn from(f: Fail) -> Refusal {
+        Refusal(i64::from(f.0.as_u16()), f.1)
+    }
+}
+
+impl From<Reject> for Refusal {
+    fn from(r: Reject) -> Refusal {
+        Refusal(i64::from(r.nacos_code()), r.to_string())
+    }
+}
+
+fn bad(msg: impl Into<String>) -> Refusal {
+    Refusal(INVALID_PARAM, msg.into())
+}
+
+fn str_field<'a>(body: &'a Value, name: &str) -> &'a str {
+    body.get(name).and_then(Value::as_str).unwrap_or("")
+}
+
+/// Dispatches one request of a registered connection.
+pub async fn handle(grpc: &Arc<Grpc>, conn: &Arc<Conn>, type_name: &str, body: &Value) -> Payload {
+    let (response_type, outcome) = match type_name {
+        "HealthCheckRequest" => ("HealthCheckResponse", Ok(json!({}))),
+        "InstanceRequest" => ("InstanceResponse", instance(grpc, conn, body).await),
+        "PersistentInstanceRequest" => ("InstanceResponse", persistent_instance(grpc, body).await),
+        "BatchInstanceRequest" => (
+            "BatchInstanceResponse",
+            batch_instance(grpc, conn, body).await,
+        ),
+        "ServiceQueryRequest" => ("QueryServiceResponse", query_service(grpc, body)),
+        "SubscribeServiceRequest" => (
+            "SubscribeServiceResponse",
+            subscribe(grpc, conn, body).await,
+        ),
+        "ServiceListRequest" => ("ServiceListResponse", list_services(grpc, body)),
+        "ConfigQueryRequest" => ("ConfigQueryResponse", query_config(grpc, body)),
+        "ConfigPublishRequest" => (
+            "ConfigPublishResponse",
+            publish_config(grpc, conn, body).await,
+        ),
+        "ConfigRemoveRequest" => (
+            "ConfigRemoveResponse",
+            remove_config(grpc, conn, body).await,
+        ),
+        "ConfigBatchListenRequest" => (
+            "ConfigChangeBatchListenResponse",
+            listen_configs(grpc, conn, body),
+        ),
+        _ => {
+            return failure("ErrorResponse", NO_HANDLER, "RequestHandler Not Found");
+        }
+    };
+    match outcome {
+        Ok(v) => Payload::new(response_type, &success(v)),
+        Err(Refusal(code, message)) => failure(response_type, code, &message),
+    }
+}
+
+// ----- naming ----------------------------------------------------------------------------------
+
+/// The service a naming request names: `namespace`, `groupName`, `serviceName` as sent.
+fn naming_key(body: &Value) -> Result<ServiceKey, Refusal> {
+    let namespace = str_field(body, "namespace");
+    let namespace = if namespace.is_empty() {
+        "public"
+    } else {
+        namespace
+    };
+    check_namespace(namespace)?;
+    let name = str_field(body, "serviceName");
+    if name.is_empty() {
+        return Err(bad("Param 'serviceName' is required."));
+    }
+    let group = str_field(body, "groupName");
+    let group = if group.is_empty() {
+        "DEFAULT_GROUP"
+    } else {
+        group
+    };
+    Ok(service_key(namespace, group, name)?)
+}
+
+/// An instance as SDKs send it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct InstanceJson {
+    ip: String,
+    port: i64,
+    weight: Option<f64>,
+    healthy: Option<bool>,
+    enabled: Option<bool>,
+    ephemeral: Option<bool>,
+    cluster_name: Option<String>,
+    metadata: Option<BTreeMap<String, String>>,
+}
+
+fn parse_instance(v: &Value, ephemeral: bool) -> Result<Instance, Refusal> {
+    let j: InstanceJson =
+        serde_json::from_value(v.clone()).map_err(|e| bad(format!("instance invalid: {e}")))?;
+    check_ip(&j.ip)?;
+    if j.ip.is_empty() {
+        return Err(bad("Param 'ip' is required."));
+    }
+    let port =
+        u16::try_from(j.port).map_err(|_| bad(format!("port {} is out of range", j.port)))?;
+    let weight = j.weight.unwrap_or(1.0);
+    if !(0.0..=WEIGHT_MAX).contains(&weight) {
+        return Err(bad(
+            "instance format invalid: The weights range from 0.0 to 10000.0",
+        ));
+    }
+    let cluster = j
+        .cluster_name
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| DEFAULT_CLUSTER.to_string());
+    check_cluster(&cluster)?;
+    let instance = Instance {
+        ip: j.ip,
+        port,
+        weight,
+        healthy: j.healthy.unwrap_or(true),
+        enabled: j.enabled.unwrap_or(true),
+        ephemeral: j.ephemeral.unwrap_or(ephemeral) && ephemeral,
+        cluster,
+        metadata: j.metadata.unwrap_or_default(),
+    };
+    check_beat_metadata(&instance)?;
+    Ok(instance)
+}
+
+async fn instance(grpc: &Grpc, conn: &Conn, body: &Value) -> Result<Value, Refusal> {
+    let op = str_field(body, "type").to_string();
+    let key = naming_key(body)?;
+    if !conn.naming {
+        return Err(Refusal(
+            SERVER_ERROR,
+            format!(
+                "Client [{}] connection already disconnect, can't register ephemeral instance.",
+                conn.id
+            ),
+        ));
+    }
+    let request = match op.as_str() {
+        "registerInstance" => {
+            let instance = parse_instance(body.get("instance").unwrap_or(&Value::Null), true)?;
+            grpc.naming.check_ephemeral_allowed(&key)?;
+            NamingRequest::Register {
+                conn: conn.id.clone(),
+                service: key,
+                instance,
+            }
+        }
+        "deregisterInstance" => NamingRequest::Deregister {
+            conn: conn.id.clone(),
+            service: key,
+        },
+        other => return Err(bad(format!("Unsupported request type {other}"))),
+    };
+    grpc.naming
+        .distro
+        .handle(request, 0)
+        .await
+        .map_err(|e| Refusal(SERVER_ERROR, e.to_string()))?;
+    Ok(json!({ "type": op }))
+}
+
+async fn persistent_instance(grpc: &Grpc, body: &Value) -> Result<Value, Refusal> {
+    let op = str_field(body, "type").to_string();
+    let key = naming_key(body)?;
+    let instance = parse_instance(body.get("instance").unwrap_or(&Value::Null), false)?;
+    match op.as_str() {
+        "registerInstance" => grpc.naming.put_instance(&key, instance).await?,
+        "deregisterInstance" => {
+            grpc.naming
+                .cp_write(NamingCommand::DeregisterPersistent {
+                    service: key,
+                    ip: instance.ip,
+                    port: instance.port,
+                })
+                .await?
+        }
+        other => return Err(bad(format!("Unsupported request type {other}"))),
+    }
+    Ok(json!({ "type": op }))
+}
+
+/// Distro keeps one instance per service per connection (as `InstanceRequest` does), so a
+/// batch of one registers it and an empty batch deregisters; larger batches are refused.
+async fn batch_instance(grpc: &Grpc, conn: &Conn, body: &Value) -> Result<Value, Refusal> {
+    let op = str_field(body, "type").to_string();
+    let instances = body
+        .get("instances")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let single =
+        match instances.as_slice() {
+            [] => json!({"type": "deregisterInstance"}),
+            [one] => json!({"type": "registerInstance", "instance": one}),
+            _ => return Err(bad(
+                "a batch of several instances of one service on one connection is not supported",
+            )),
+        };
+    let mut request = body.clone();
+    if let (Some(r), Some(s)) = (request.as_object_mut(), single.as_object()) {
+        for (k, v) in s {
+            r.insert(k.clone(), v.clone());
+        }
+    }
+    instance(grpc, conn, &request).await?;
+    Ok(json!({ "type": op }))
+}
+
+/// A `ServiceInfo` of the gRPC flavour: bare `name`, grouped `serviceName` on hosts.
+pub fn service_info(grpc: &Grpc, key: &ServiceKey, clusters: &str, healthy_only: bool) -> Value {
+    let q = Query {
+        clusters: clusters
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(String::from)
+            .collect(),
+        healthy_only,
+    };
+    let meta = grpc.naming.meta(key);
+    let s = select(&grpc.naming.instances(key), meta.as_ref(), &q);
+    let hosts: Vec<Value> = s.hosts.iter().map(|i| instance_json(key, i)).collect();
+    json!({
+        "name": key.name,
+        "groupName": key.group,
+        "clusters": clusters,
+        "cacheMillis": CACHE_MILLIS,
+        "hosts": hosts,
+        "lastRefTime": SystemClock.now_ms(),
+        "checksum": "",
+        "allIPs": false,
+        "reachProtectionThreshold": s.reach_protection_threshold,
+        "valid": true,
+    })
+}
+
+fn query_service(grpc: &Grpc, body: &Value) -> Result<Value, Refusal> {
+    let key = naming_key(body)?;
+    let healthy_only = body
+        .get("healthyOnly")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    Ok(json!({
+        "serviceInfo": service_info(grpc, &key, str_field(body, "cluster"), healthy_only)
+    }))
+}
+
+async fn subscribe(grpc: &Grpc, conn: &Conn, body: &Value) -> Result<Value, Refusal> {
+    let key = naming_key(body)?;
+    let clusters = str_field(body, "clusters").to_string();
+    let on = body
+        .get("subscribe")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    if on {
+        conn.subscriptions
+            .lock()
+            .expect("subscriptions")
+            .insert(key.clone(), clusters.clone());
+        if conn.naming {
+            let request = NamingRequest::Subscribe {
+                conn: conn.id.clone(),
+                service: key.clone(),
+            };
+            grpc.naming
+                .distro
+                .handle(request, 0)
+                .await
+                .map_err(|e| Refusal(SERVER_ERROR, e.to_string()))?;
+        }
+    } else {
+        conn.subscriptions
+            .lock()
+            .expect("subscriptions")
+            .remove(&key);
+    }
+    Ok(json!({
+        "message": "success",
+        "serviceInfo": service_info(grpc, &key, &clusters, false),
+    }))
+}
+
+fn list_services(grpc: &Grpc, body: &Value) -> Result<Value, Refusal> {
+    let namespace = match str_field(body, "namespace") {
+        "" => "public",
+        ns => ns,
+    };
+    let group = match str_field(body, "groupName") {
+        "" => "DEFAULT_GROUP",
+        g => g,
+    };
+    let page_no = body
+        .get("pageNo")
+        .and_then(Value::as_u64)
+        .unwrap_or(1)
+        .max(1) as usize;
+    let page_size = body
+        .get("pageSize")
+        .and_then(Value::as_u64)
+        .unwrap_or(10)
+        .min(10_000) as usize;
+    let names: Vec<String> = all_services(&grpc.naming)
+        .into_iter()
+        .filter(|k| k.namespace == namespace && k.group == group)
+        .map(|k| k.name)
+        .collect();
+    let page: Vec<&String> = names
+        .iter()
+        .skip((page_no - 1).saturating_mul(page_size))
+        .take(page_size)
+        .collect();
+    Ok(json!({"message": "success", "count": names.len(), "serviceNames": page}))
+}
+
+/// Pushes Distro's naming changes to the subscribed connections.
+pub async fn naming_pushes(grpc: Arc<Grpc>) {
+    let mut rx = grpc.naming.distro.subscribe_pushes();
+    loop {
+        match rx.recv().await {
+            Ok(push) => {
+                let Some(conn) = grpc.conn_by_id(&push.subscriber) else {
+                    continue;
+                };
+                let clusters = conn
+                    .subscriptions
+                    .lock()
+                    .expect("subscriptions")
+                    .get(&push.service)
+                    .cloned();
+                if let Some(clusters) = clusters {
+                    let info = service_info(&grpc, &push.service, &clusters, false);
+                    grpc.push(
+                        &conn,
+                        "NotifySubscriberRequest",
+                        json!({"serviceInfo": info}),
+                    );
+                }
+            }
+            // Missed pushes: send every subscription's current state.
+            Err(RecvError::Lagged(_)) => {
+                for conn in grpc.conns() {
+                    let subs = conn.subscriptions.lock().expect("subscriptions").clone();
+                    for (service, clusters) in subs {
+                        let info = service_info(&grpc, &service, &clusters, false);
+                        grpc.push(
+                            &conn,
+                            "NotifySubscriberRequest",
+                            json!({"serviceInfo": info}),
+                        );
+                    }
+                }
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+// ----- config ----------------------------------------------------------------------------------
+
+/// The config key of a request, validated, with the tenant normalized (§1.3).
+fn config_key(body: &Value) -> Result<ConfigKey, Refusal> {
+    let tenant = str_field(body, "tenant");
+    validate_tenant(tenant.trim())?;
+    validate_data_id(str_field(body, "dataId"))?;
+    validate_group(str_field(body, "group"))?;
+    Ok(ConfigKey::new(
+        &normalize_tenant(tenant),
+        str_field(body, "group"),
+        str_field(body, "dataId"),
+    ))
+}
+
+fn query_config(grpc: &Grpc, body: &Value) -> Result<Value, Refusal> {
+    let key = config_key(body)?;
+    let Some(item) = grpc.cp.get_local(&key) else {
+        return Err(Refusal(NOT_FOUND_CONFIG, "config data not exist".into()));
+    };
+    Ok(json!({
+        "content": item.content,
+        "encryptedDataKey": item.encrypted_data_key,
+        "contentType": item.config_type,
+        "md5": item.md5,
+        "lastModified": item.modified_ms,
+        "beta": false,
+    }))
+}
+
+async fn publish_config(grpc: &Grpc, conn: &Conn, body: &Value) -> Result<Value, Refusal> {
+    let key = config_key(body)?;
+    let content = str_field(body, "content");
+    validate_content(content)?;
+    let extra = body.get("additionMap").cloned().unwrap_or(Value::Null);
+    let field = |name: &str| str_field(&extra, name).to_string();
+    if !field("betaIps").is_empty() || !field("tag").is_empty() {
+        return Err(bad("gray (beta or tag) publishing is not supported"));
+    }
+    let cas = str_field(body, "casMd5");
+    let publish = PublishConfig {
+        key,
+        content: content.to_string(),
+        cas_md5: (!cas.is_empty()).then(|| cas.to_string()),
+        config_type: field("type"),
+        desc: field("desc"),
+        tags: field("config_tags"),
+        app_name: field("appName"),
+        encrypted_data_key: field("encryptedDataKey"),
+        src_user: field("src_user"),
+        src_ip: conn.client_ip.clone(),
+    };
+    let written = grpc
+        .cp
+        .write(Op::Config(ConfigCommand::Publish(publish)))
+        .await?;
+    match written.result {
+        CommandResult::Config(ConfigApplied::CasMismatch { .. }) => Err(Refusal(
+            SERVER_ERROR,
+            "Cas publish fail, server md5 may have changed.".into(),
+        )),
+        _ => Ok(json!({})),
+    }
+}
+
+async fn remove_config(grpc: &Grpc, conn: &Conn, body: &Value) -> Result<Value, Refusal> {
+    let key = config_key(body)?;
+    if !str_field(body, "tag").is_empty() {
+        return Err(bad("gray (tag) configs are not supported"));
+    }
+    let remove = ConfigCommand::Remove {
+        key,
+        src_user: String::new(),
+        src_ip: conn.client_ip.clone(),
+    };
+    grpc.cp.write(Op::Config(remove)).await?;
+    Ok(json!({}))
+}
+
+/// Listens (or stops listening) and answers the keys whose md5 differs from this member's.
+/// Keys are matched with the tenant normalized, and echoed with the tenant as sent.
+fn listen_configs(grpc: &Grpc, conn: &Conn, body: &Value) -> Result<Value, Refusal> {
+    let listen = body.get("listen").and_then(Value::as_bool).unwrap_or(true);
+    let contexts = body
+        .get("configListenContexts")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut changed = Vec::new();
+    let mut listens = conn.listens.lock().expect("listens");
+    for c in &contexts {
+        let key = config_key(c)?;
+        let sent_tenant = str_field(c, "tenant").to_string();
+        if !listen {
+            listens.remove(&key);
+            continue;
+        }
+        if !listens.contains_key(&key) && listens.len() >= LISTENS_PER_CONNECTION_MAX {
+            return Err(bad(format!(
+                "more than {LISTENS_PER_CONNECTION_MAX} listened configs on one connection"
+            )));
+        }
+        let md5 = str_field(c, "md5").to_string();
+        let current = grpc.cp.get_local(&key).map(|i| i.md5).unwrap_or_default();
+        if current != md5 {
+            changed.push(json!({"group": key.group, "dataId": key.data_id, "tenant": sent_tenant}));
+        }
+        listens.insert(key, (sent_tenant, md5));
+    }
+    Ok(json!({ "changedConfigs": changed }))
+}
+
+fn notify_json(key: &ConfigKey, tenant_as_sent: &str) -> Value {
+    let mut v = json!({"dataId": key.data_id, "group": key.group});
+    if !tenant_as_sent.is_empty() {
+        v["tenant"] = json!(tenant_as_sent);
+    }
+    v
+}
+
+/// Pushes applied config changes to the listening connections.
+pub async fn config_pushes(grpc: Arc<Grpc>) {
+    let mut rx = grpc.cp.subscribe_config_changes();
+    loop {
+        match rx.recv().await {
+            Ok(change) => {
+                for conn in grpc.conns() {
+                    let tenant = conn
+                        .listens
+                        .lock()
+                        .expect("listens")
+                        .get(&change.key)
+                        .map(|(t, _)| t.clone());
+                    if let Some(t) = tenant {
+                        grpc.push(
+                            &conn,
+                            "ConfigChangeNotifyRequest",
+                            notify_json(&change.key, &t),
+                        );
+                    }
+                }
+            }
+            // Missed changes: compare every listen with this member's md5.
+            Err(RecvError::Lagged(_)) => {
+                for conn in grpc.conns() {
+                    let listens = conn.listens.lock().expect("listens").clone();
+                    for (key, (tenant, md5)) in listens {
+                        let current = grpc.cp.get_local(&key).map(|i| i.md5).unwrap_or_default();
+                        if current != md5 {
+                            grpc.push(
+                                &conn,
+                                "ConfigChangeNotifyRequest",
+                                notify_json(&key, &tenant),
+                            );
+                        }
+                    }
+                }
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
