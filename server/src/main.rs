@@ -188,6 +188,7 @@ async fn run(settings: Settings, timings: DistroTimings) -> anyhow::Result<()> {
         data_dir: settings.data_dir.clone(),
     });
     let grpc_state = grpc::Grpc::new(naming_api.clone(), node.clone());
+    let grpc_ops = grpc::ops_router(grpc_state.clone());
     let grpc_task = tokio::spawn(async move {
         if let Err(e) = grpc::serve(grpc_state, grpc_listener).await {
             tracing::error!("grpc server stopped: {e:#}");
@@ -201,7 +202,7 @@ async fn run(settings: Settings, timings: DistroTimings) -> anyhow::Result<()> {
     let v1 = http::router(node.clone())
         .merge(http_naming::router(naming_api))
         .merge(http_console::router(console_api));
-    let app = v1.clone().merge(http_v2::router(v1));
+    let app = v1.clone().merge(http_v2::router(v1)).merge(grpc_ops);
     let served = axum::serve(
         http_listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

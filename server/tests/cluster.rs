@@ -9,6 +9,7 @@
 //! their directory printed) when a test fails or `NACRE_KEEP_LOGS` is set.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -678,4 +679,217 @@ fn a_fourth_member_added_to_cluster_conf_joins_and_serves() {
         "no member logged the Raft addition\n{}",
         cluster.logs()
     );
+}
+
+// ----- the official Rust SDK against the cluster (gRPC) ------------------------------------
+
+mod sdk {
+    use std::sync::Arc;
+
+    use nacos_sdk::api::config::{ConfigChangeListener, ConfigResponse};
+    use nacos_sdk::api::naming::{NamingChangeEvent, NamingEventListener, ServiceInstance};
+    use nacos_sdk::api::props::ClientProps;
+    use tokio::sync::mpsc;
+
+    pub fn props(ports: &[u16], app: &str) -> ClientProps {
+        let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        ClientProps::new()
+            .server_addr(addrs.join(","))
+            .namespace("")
+            .app_name(app)
+            .naming_push_empty_protection(false)
+    }
+
+    pub struct ConfigEvents(pub mpsc::UnboundedSender<String>);
+
+    impl ConfigChangeListener for ConfigEvents {
+        fn notify(&self, config_resp: ConfigResponse) {
+            let _ = self.0.send(config_resp.content().clone());
+        }
+    }
+
+    pub struct NamingEvents(pub mpsc::UnboundedSender<Vec<String>>);
+
+    impl NamingEventListener for NamingEvents {
+        fn event(&self, event: Arc<NamingChangeEvent>) {
+            let mut ips: Vec<String> = event
+                .instances
+                .iter()
+                .flatten()
+                .map(|i| i.ip.clone())
+                .collect();
+            ips.sort();
+            let _ = self.0.send(ips);
+        }
+    }
+
+    pub fn instance(ip: &str) -> ServiceInstance {
+        ServiceInstance {
+            ip: ip.to_string(),
+            port: 8080,
+            weight: 1.0,
+            healthy: true,
+            enabled: true,
+            ephemeral: true,
+            ..Default::default()
+        }
+    }
+}
+
+/// How long a push across members or a client's failover may take in this test.
+const SDK_WAIT: Duration = Duration::from_secs(20);
+
+/// Waits for the first value from `rx` that satisfies `want`; returns when it came.
+async fn sdk_wait<T: std::fmt::Debug>(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<T>,
+    what: &str,
+    want: impl Fn(&T) -> bool,
+) -> Result<Duration, String> {
+    let start = tokio::time::Instant::now();
+    let deadline = start + SDK_WAIT;
+    let mut last = None;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(v)) if want(&v) => return Ok(start.elapsed()),
+            Ok(Some(v)) => last = Some(format!("{v:?}")),
+            Ok(None) => return Err(format!("{what}: channel closed")),
+            Err(_) => return Err(format!("{what}: not within {SDK_WAIT:?} (last {last:?})")),
+        }
+    }
+}
+
+/// The index of the member whose gRPC connections include one of app `app`.
+fn holder_of(ports: &[u16], running: &[usize], app: &str) -> Option<usize> {
+    running.iter().copied().find(|i| {
+        http(ports[*i], "GET", "/nacos/v1/core/loader/current", &[], "")
+            .map(|r| r.body.contains(&format!("\"AppName\":\"{app}\"")))
+            .unwrap_or(false)
+    })
+}
+
+#[test]
+fn sdk_clients_across_members_and_the_connection_holder_killed() {
+    use nacos_sdk::api::config::ConfigServiceBuilder;
+    use nacos_sdk::api::naming::NamingServiceBuilder;
+    use tokio::sync::mpsc;
+
+    let mut cluster = Cluster::start("cluster-sdk", 3);
+    let ports = cluster.ports.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let outcome: Result<(), String> = rt.block_on(async {
+        let group = Some("SDK".to_string());
+        // Publisher on member 0, subscriber on member 1.
+        let publisher = NamingServiceBuilder::new(sdk::props(&ports[..1], "publisher"))
+            .build()
+            .await
+            .map_err(|e| e.to_string())?;
+        let subscriber = NamingServiceBuilder::new(sdk::props(&ports[1..2], "subscriber"))
+            .build()
+            .await
+            .map_err(|e| e.to_string())?;
+        let (tx, mut events) = mpsc::unbounded_channel();
+        subscriber
+            .subscribe(
+                "sdk.svc".into(),
+                group.clone(),
+                vec![],
+                Arc::new(sdk::NamingEvents(tx)),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        publisher
+            .register_instance("sdk.svc".into(), group.clone(), sdk::instance("127.0.0.95"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let t = sdk_wait(&mut events, "cross-member register push", |ips| {
+            ips.iter().any(|ip| ip == "127.0.0.95")
+        })
+        .await?;
+        println!(
+            "register on member 0 -> push on member 1: {} ms",
+            t.as_millis()
+        );
+
+        // Config: listener on member 1, publish on member 0.
+        let listener_side = ConfigServiceBuilder::new(sdk::props(&ports[1..2], "listener"))
+            .build()
+            .await
+            .map_err(|e| e.to_string())?;
+        let publisher_side = ConfigServiceBuilder::new(sdk::props(&ports[..1], "config-pub"))
+            .build()
+            .await
+            .map_err(|e| e.to_string())?;
+        // The SDK swallows the first content of a config that did not exist when the listener
+        // was added, so the config exists first.
+        publisher_side
+            .publish_config("sdk.cfg".into(), "SDK".into(), "before".into(), None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (ctx, mut changes) = mpsc::unbounded_channel();
+        listener_side
+            .add_listener(
+                "sdk.cfg".into(),
+                "SDK".into(),
+                Arc::new(sdk::ConfigEvents(ctx)),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        publisher_side
+            .publish_config("sdk.cfg".into(), "SDK".into(), "across".into(), None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let t = sdk_wait(&mut changes, "cross-member config push", |c| c == "across").await?;
+        println!(
+            "publish on member 0 -> config push on member 1: {} ms",
+            t.as_millis()
+        );
+
+        // A client that knows every member; the member holding its connection is killed.
+        let roaming = NamingServiceBuilder::new(sdk::props(&ports, "roaming"))
+            .build()
+            .await
+            .map_err(|e| e.to_string())?;
+        roaming
+            .register_instance("sdk.svc".into(), group.clone(), sdk::instance("127.0.0.96"))
+            .await
+            .map_err(|e| e.to_string())?;
+        sdk_wait(&mut events, "roaming client's instance", |ips| {
+            ips.iter().any(|ip| ip == "127.0.0.96")
+        })
+        .await?;
+        let holder = holder_of(&ports, &cluster.running(), "roaming")
+            .ok_or("no member holds the roaming client's connection")?;
+        println!("the roaming client is connected to member {holder}");
+        cluster.kill(holder);
+        let killed = tokio::time::Instant::now();
+        // The subscriber must end with the roaming client's instance, served by a survivor.
+        let mut seen_at = None;
+        while killed.elapsed() < SDK_WAIT {
+            let on_survivors = cluster.running().iter().all(|i| {
+                listed(ports[*i], "sdk.svc&groupName=SDK")
+                    .map(|h| h.iter().any(|(ip, healthy)| ip == "127.0.0.96" && *healthy))
+                    .unwrap_or(false)
+            });
+            let new_holder = holder_of(&ports, &cluster.running(), "roaming");
+            if on_survivors && new_holder.is_some() {
+                seen_at = Some((killed.elapsed(), new_holder));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (t, new_holder) = seen_at.ok_or("the roaming client did not come back")?;
+        println!(
+            "holder {holder} killed -> client reconnected to member {new_holder:?} and every \
+             survivor lists its instance after {} ms",
+            t.as_millis()
+        );
+        Ok(())
+    });
+    if let Err(e) = outcome {
+        panic!("{e}\n{}", cluster.logs());
+    }
 }

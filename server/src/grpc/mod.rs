@@ -68,6 +68,9 @@ pub struct Conn {
     pub client_ip: String,
     /// A naming client is bound to it (label `module=naming`).
     pub naming: bool,
+    /// The setup's labels and client version, for the ops views.
+    pub labels: Value,
+    pub version: String,
     tx: mpsc::Sender<Result<Payload, Status>>,
     /// Config listens: normalized key → (tenant as the client sent it, md5 it holds).
     pub listens: Mutex<BTreeMap<ConfigKey, (String, String)>>,
@@ -233,6 +236,12 @@ impl Grpc {
             id: id.clone(),
             client_ip: addr.ip().to_string(),
             naming,
+            labels: labels.clone(),
+            version: setup
+                .get("clientVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
             tx,
             listens: Mutex::new(BTreeMap::new()),
             subscriptions: Mutex::new(BTreeMap::new()),
@@ -339,6 +348,40 @@ impl BiRequestStream for StreamService {
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
+}
+
+/// `GET /nacos/v1/core/loader/current` (and `/nacos/v2/core/loader/current`): the SDK
+/// connections this member holds, keyed by connection id, with their labels.
+pub fn ops_router(grpc: Arc<Grpc>) -> axum::Router {
+    let current = move || {
+        let grpc = grpc.clone();
+        async move {
+            let mut out = serde_json::Map::new();
+            for c in grpc.conns() {
+                out.insert(
+                    c.id.clone(),
+                    json!({
+                        "metaInfo": {
+                            "connectionId": c.id,
+                            "clientIp": c.client_ip,
+                            "labels": c.labels,
+                            "version": c.version,
+                            "connectType": "GRPC",
+                        },
+                        "listenedConfigs": c.listens.lock().expect("listens").len(),
+                        "subscriptions": c.subscriptions.lock().expect("subscriptions").len(),
+                    }),
+                );
+            }
+            crate::http::json_response(&Value::Object(out))
+        }
+    };
+    axum::Router::new()
+        .route(
+            "/nacos/v1/core/loader/current",
+            axum::routing::get(current.clone()),
+        )
+        .route("/nacos/v2/core/loader/current", axum::routing::get(current))
 }
 
 /// Serves the SDK port until the process ends, with the push fan-out tasks.
