@@ -738,6 +738,10 @@ mod sdk {
 
 /// How long a push across members or a client's failover may take in this test.
 const SDK_WAIT: Duration = Duration::from_secs(20);
+/// How long the roaming client may take to be back on a survivor after its member is killed
+/// (the SDK notices the dead transport, reconnects to a random member and redoes its
+/// registrations; 10.6 s and 15.6 s were measured on two runs).
+const SDK_FAILOVER_WAIT: Duration = Duration::from_secs(40);
 
 /// Waits for the first value from `rx` that satisfies `want`; returns when it came.
 async fn sdk_wait<T: std::fmt::Debug>(
@@ -868,7 +872,7 @@ fn sdk_clients_across_members_and_the_connection_holder_killed() {
         let killed = tokio::time::Instant::now();
         // The subscriber must end with the roaming client's instance, served by a survivor.
         let mut seen_at = None;
-        while killed.elapsed() < SDK_WAIT {
+        while killed.elapsed() < SDK_FAILOVER_WAIT {
             let on_survivors = cluster.running().iter().all(|i| {
                 listed(ports[*i], "sdk.svc&groupName=SDK")
                     .map(|h| h.iter().any(|(ip, healthy)| ip == "127.0.0.96" && *healthy))
