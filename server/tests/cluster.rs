@@ -865,6 +865,43 @@ fn sdk_clients_across_members_and_the_connection_holder_killed() {
             ips.iter().any(|ip| ip == "127.0.0.96")
         })
         .await?;
+        // A client process connected to member 0 is SIGKILLed: its instance leaves every member.
+        let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--ignored", "--exact", "sdk_client_process", "--nocapture"])
+            .env("NACRE_SDK_TEST_PORT", ports[0].to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let every_member = |present: bool| {
+            cluster.running().iter().all(|i| {
+                listed(ports[*i], "sdk.svc&groupName=SDK")
+                    .map(|h| h.iter().any(|(ip, _)| ip == "127.0.0.97") == present)
+                    .unwrap_or(false)
+            })
+        };
+        let spawned = tokio::time::Instant::now();
+        while !every_member(true) && spawned.elapsed() < SDK_WAIT {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if !every_member(true) {
+            let _ = child.kill();
+            return Err("the client process's instance never reached every member".into());
+        }
+        child.kill().map_err(|e| e.to_string())?;
+        let killed = tokio::time::Instant::now();
+        let _ = child.wait();
+        while !every_member(false) && killed.elapsed() < SDK_WAIT {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if !every_member(false) {
+            return Err("the killed client's instance is still listed".into());
+        }
+        println!(
+            "client process on member 0 SIGKILLed -> its instance gone from every member after {} ms",
+            killed.elapsed().as_millis()
+        );
+
         let holder = holder_of(&ports, &cluster.running(), "roaming")
             .ok_or("no member holds the roaming client's connection")?;
         println!("the roaming client is connected to member {holder}");
@@ -896,4 +933,36 @@ fn sdk_clients_across_members_and_the_connection_holder_killed() {
     if let Err(e) = outcome {
         panic!("{e}\n{}", cluster.logs());
     }
+}
+
+/// Run as a separate process by the SDK cluster test: registers 127.0.0.97:8080 through the
+/// member on `NACRE_SDK_TEST_PORT` and waits to be killed (at most 60 s).
+#[test]
+#[ignore = "started as a child process by sdk_clients_across_members_and_the_connection_holder_killed"]
+fn sdk_client_process() {
+    use nacos_sdk::api::naming::NamingServiceBuilder;
+    let port: u16 = std::env::var("NACRE_SDK_TEST_PORT")
+        .expect("port")
+        .parse()
+        .expect("port number");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let naming = NamingServiceBuilder::new(sdk::props(&[port], "doomed"))
+            .build()
+            .await
+            .expect("naming service");
+        naming
+            .register_instance(
+                "sdk.svc".into(),
+                Some("SDK".into()),
+                sdk::instance("127.0.0.97"),
+            )
+            .await
+            .expect("register");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    });
 }
