@@ -234,6 +234,29 @@ async fn official_rust_sdk_config_and_naming() {
         .await
         .expect("deregister");
     wait_for(&mut events, "deregister push", |ips| ips.is_empty()).await;
+    // Every push was acknowledged by the SDK: nothing is pending on any connection.
+    let mut pending = String::new();
+    for _ in 0..40 {
+        let r = http(port, "GET", "/nacos/v1/core/loader/current", &[], "").expect("loader");
+        let v: serde_json::Value = serde_json::from_str(&r.body).expect("json");
+        let counts: Vec<u64> = v
+            .as_object()
+            .expect("connections")
+            .values()
+            .map(|c| c["pendingPushes"].as_u64().unwrap_or(u64::MAX))
+            .collect();
+        assert!(
+            counts.len() >= 3,
+            "config, dev config and naming connections: {v}"
+        );
+        if counts.iter().all(|c| *c == 0) {
+            pending.clear();
+            break;
+        }
+        pending = r.body;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(pending.is_empty(), "unacknowledged pushes: {pending}");
 
     // A client process registers an instance and is SIGKILLed: the instance goes with its
     // connection, and the subscriber hears it.

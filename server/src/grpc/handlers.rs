@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
+use super::ledger::Subject;
 use super::proto::Payload;
 use super::{failure, success, Conn, Grpc, LISTENS_PER_CONNECTION_MAX};
 use crate::http_naming::{
@@ -358,45 +359,76 @@ fn list_services(grpc: &Grpc, body: &Value) -> Result<Value, Refusal> {
     Ok(json!({"message": "success", "count": names.len(), "serviceNames": page}))
 }
 
+/// Sends the push about `subject` (its current state) and records it for its ack; a service
+/// no longer subscribed or a key no longer listened is not pushed.
+pub fn push_subject(grpc: &Grpc, conn: &Conn, subject: Subject, attempts: u32) {
+    let (type_name, body) = match &subject {
+        Subject::Service(service) => {
+            let clusters = conn
+                .subscriptions
+                .lock()
+                .expect("subscriptions")
+                .get(service)
+                .cloned();
+            let Some(clusters) = clusters else { return };
+            let info = service_info(grpc, service, &clusters, false);
+            ("NotifySubscriberRequest", json!({ "serviceInfo": info }))
+        }
+        Subject::Config(key, tenant) => {
+            if !conn.listens.lock().expect("listens").contains_key(key) {
+                return;
+            }
+            ("ConfigChangeNotifyRequest", notify_json(key, tenant))
+        }
+    };
+    let id = grpc.push(conn, type_name, body);
+    conn.ledger
+        .lock()
+        .expect("ledger")
+        .sent(&id, subject, SystemClock.now_ms(), attempts);
+}
+
 /// Pushes Distro's naming changes to the subscribed connections.
 pub async fn naming_pushes(grpc: Arc<Grpc>) {
     let mut rx = grpc.naming.distro.subscribe_pushes();
     loop {
         match rx.recv().await {
             Ok(push) => {
-                let Some(conn) = grpc.conn_by_id(&push.subscriber) else {
-                    continue;
-                };
-                let clusters = conn
-                    .subscriptions
-                    .lock()
-                    .expect("subscriptions")
-                    .get(&push.service)
-                    .cloned();
-                if let Some(clusters) = clusters {
-                    let info = service_info(&grpc, &push.service, &clusters, false);
-                    grpc.push(
-                        &conn,
-                        "NotifySubscriberRequest",
-                        json!({"serviceInfo": info}),
-                    );
+                if let Some(conn) = grpc.conn_by_id(&push.subscriber) {
+                    push_subject(&grpc, &conn, Subject::Service(push.service), 1);
                 }
             }
             // Missed pushes: send every subscription's current state.
             Err(RecvError::Lagged(_)) => {
                 for conn in grpc.conns() {
-                    let subs = conn.subscriptions.lock().expect("subscriptions").clone();
-                    for (service, clusters) in subs {
-                        let info = service_info(&grpc, &service, &clusters, false);
-                        grpc.push(
-                            &conn,
-                            "NotifySubscriberRequest",
-                            json!({"serviceInfo": info}),
-                        );
+                    let subs: Vec<ServiceKey> = conn
+                        .subscriptions
+                        .lock()
+                        .expect("subscriptions")
+                        .keys()
+                        .cloned()
+                        .collect();
+                    for service in subs {
+                        push_subject(&grpc, &conn, Subject::Service(service), 1);
                     }
                 }
             }
             Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Every second, re-sends the pushes whose ack is overdue.
+pub async fn push_retries(grpc: Arc<Grpc>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+        let now = SystemClock.now_ms();
+        for conn in grpc.conns() {
+            let due = conn.ledger.lock().expect("ledger").due(now);
+            for (subject, attempts) in due {
+                tracing::debug!(conn = %conn.id, attempts, "push retried: {subject:?}");
+                push_subject(&grpc, &conn, subject, attempts);
+            }
         }
     }
 }
@@ -535,11 +567,7 @@ pub async fn config_pushes(grpc: Arc<Grpc>) {
                         .get(&change.key)
                         .map(|(t, _)| t.clone());
                     if let Some(t) = tenant {
-                        grpc.push(
-                            &conn,
-                            "ConfigChangeNotifyRequest",
-                            notify_json(&change.key, &t),
-                        );
+                        push_subject(&grpc, &conn, Subject::Config(change.key.clone(), t), 1);
                     }
                 }
             }
@@ -550,11 +578,7 @@ pub async fn config_pushes(grpc: Arc<Grpc>) {
                     for (key, (tenant, md5)) in listens {
                         let current = grpc.cp.get_local(&key).map(|i| i.md5).unwrap_or_default();
                         if current != md5 {
-                            grpc.push(
-                                &conn,
-                                "ConfigChangeNotifyRequest",
-                                notify_json(&key, &tenant),
-                            );
+                            push_subject(&grpc, &conn, Subject::Config(key, tenant), 1);
                         }
                     }
                 }

@@ -12,13 +12,15 @@
 //!
 //! Pushes travel on the stream with a decimal `requestId` from one counter: naming changes come
 //! from Distro's push decisions (`NotifySubscriberRequest`), config changes from the applied Raft
-//! log (`ConfigChangeNotifyRequest`). A push never blocks: a connection whose queue is full loses
-//! that push (the SDKs re-query on their periodic checks). Acks are read and not retried yet.
+//! log (`ConfigChangeNotifyRequest`). A push never blocks: a push that cannot be queued, or is
+//! not acknowledged in time (5 s naming, 3 s config), is sent again with the then-current state,
+//! up to 50 attempts (`ledger`).
 //!
 //! Limits: at most `CONNECTIONS_MAX` connections, `LISTENS_PER_CONNECTION_MAX` config listens per
 //! connection, `PAYLOAD_BYTES_MAX` per message; beyond them a typed error answers.
 
 mod handlers;
+pub mod ledger;
 pub mod proto;
 
 use std::collections::BTreeMap;
@@ -76,6 +78,8 @@ pub struct Conn {
     pub listens: Mutex<BTreeMap<ConfigKey, (String, String)>>,
     /// Naming subscriptions: service → requested clusters.
     pub subscriptions: Mutex<BTreeMap<ServiceKey, String>>,
+    /// Pushes waiting for their ack.
+    pub ledger: Mutex<ledger::Ledger>,
 }
 
 /// The gRPC side of one member.
@@ -147,8 +151,9 @@ impl Grpc {
             .collect()
     }
 
-    /// Sends a server push (a request with a fresh `requestId`) on a connection, never waiting.
-    pub fn push(&self, conn: &Conn, type_name: &str, mut body: Value) {
+    /// Sends a server push (a request with a fresh `requestId`) on a connection, never waiting;
+    /// returns the `requestId`.
+    pub fn push(&self, conn: &Conn, type_name: &str, mut body: Value) -> String {
         let id = self.push_seq.fetch_add(1, Ordering::Relaxed).to_string();
         if let Some(o) = body.as_object_mut() {
             o.insert("requestId".into(), json!(id));
@@ -161,6 +166,7 @@ impl Grpc {
         {
             tracing::debug!(conn = %conn.id, "push {type_name} dropped: queue full or closed");
         }
+        id
     }
 
     /// Handles one unary call from transport `addr`.
@@ -245,6 +251,7 @@ impl Grpc {
             tx,
             listens: Mutex::new(BTreeMap::new()),
             subscriptions: Mutex::new(BTreeMap::new()),
+            ledger: Mutex::new(ledger::Ledger::default()),
         });
         if naming {
             let connect = NamingRequest::Connect { conn: id.clone() };
@@ -337,11 +344,17 @@ impl BiRequestStream for StreamService {
                     return;
                 }
             };
-            // Acks of pushes arrive here; they are read so the stream keeps flowing.
+            // Acks of pushes arrive here: a response carrying the push's `requestId`.
             while let Some(msg) = inbound.next().await {
-                match msg {
-                    Ok(p) => tracing::trace!(conn = %conn.id, "stream message {}", p.type_name()),
-                    Err(_) => break,
+                let Ok(p) = msg else { break };
+                let ack: Value = p
+                    .body
+                    .as_ref()
+                    .and_then(|a| serde_json::from_slice(&a.value).ok())
+                    .unwrap_or(Value::Null);
+                if let Some(id) = ack.get("requestId").and_then(Value::as_str) {
+                    let ok = ack.get("resultCode").and_then(Value::as_i64) == Some(200);
+                    conn.ledger.lock().expect("ledger").acked(id, ok);
                 }
             }
             grpc.unregister(addr, &conn).await;
@@ -370,6 +383,7 @@ pub fn ops_router(grpc: Arc<Grpc>) -> axum::Router {
                         },
                         "listenedConfigs": c.listens.lock().expect("listens").len(),
                         "subscriptions": c.subscriptions.lock().expect("subscriptions").len(),
+                        "pendingPushes": c.ledger.lock().expect("ledger").len(),
                     }),
                 );
             }
@@ -388,6 +402,7 @@ pub fn ops_router(grpc: Arc<Grpc>) -> axum::Router {
 pub async fn serve(grpc: Arc<Grpc>, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
     tokio::spawn(handlers::naming_pushes(grpc.clone()));
     tokio::spawn(handlers::config_pushes(grpc.clone()));
+    tokio::spawn(handlers::push_retries(grpc.clone()));
     let unary = RequestServer::new(UnaryService(grpc.clone()))
         .max_decoding_message_size(PAYLOAD_BYTES_MAX)
         .max_encoding_message_size(PAYLOAD_BYTES_MAX);
