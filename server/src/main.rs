@@ -189,6 +189,7 @@ async fn run(settings: Settings, timings: DistroTimings) -> anyhow::Result<()> {
     });
     let grpc_state = grpc::Grpc::new(naming_api.clone(), node.clone());
     let grpc_ops = grpc::ops_router(grpc_state.clone());
+    let grpc_for_shutdown = grpc_state.clone();
     let grpc_task = tokio::spawn(async move {
         if let Err(e) = grpc::serve(grpc_state, grpc_listener).await {
             tracing::error!("grpc server stopped: {e:#}");
@@ -207,7 +208,11 @@ async fn run(settings: Settings, timings: DistroTimings) -> anyhow::Result<()> {
         http_listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        // SDK clients move to another member now instead of noticing the closed transport.
+        grpc_for_shutdown.reset_all().await;
+    })
     .await;
     peers.abort();
     distro_peers.abort();

@@ -928,6 +928,40 @@ fn sdk_clients_across_members_and_the_connection_holder_killed() {
              survivor lists its instance after {} ms",
             t.as_millis()
         );
+
+        // A graceful stop (SIGTERM) of the new holder: it sends its clients a
+        // `ConnectResetRequest` (which the Rust SDK does not handle; Java does) and closes its
+        // transports cleanly, so the client reconnects without waiting to detect a dead peer.
+        cluster.launch(holder);
+        let relaunched = now();
+        cluster.wait_ready(holder, Duration::from_millis(READY_MS));
+        println!(
+            "member {holder} restarted and ready after {} ms",
+            relaunched.elapsed().as_millis()
+        );
+        let second = new_holder.ok_or("no holder")?;
+        let stopped = tokio::time::Instant::now();
+        let exited = cluster.members[second]
+            .as_mut()
+            .map(|m| m.terminate(Duration::from_secs(10)))
+            .unwrap_or(false);
+        if !exited {
+            return Err(format!("member {second} did not exit on SIGTERM"));
+        }
+        cluster.kill(second);
+        let mut moved = None;
+        while stopped.elapsed() < SDK_FAILOVER_WAIT {
+            if let Some(h) = holder_of(&ports, &cluster.running(), "roaming") {
+                moved = Some((stopped.elapsed(), h));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (t, third) = moved.ok_or("the roaming client did not reconnect after SIGTERM")?;
+        println!(
+            "holder {second} stopped with SIGTERM -> client on member {third} after {} ms",
+            t.as_millis()
+        );
         Ok(())
     });
     if let Err(e) = outcome {

@@ -326,6 +326,25 @@ impl Nacre {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Sends SIGTERM (a graceful stop) to this process, through the `kill` command, and waits
+    /// up to `limit` for it to exit; true when it did.
+    #[allow(clippy::disallowed_methods)]
+    pub fn terminate(&mut self, limit: Duration) -> bool {
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        let start = Instant::now();
+        while sent && start.elapsed() < limit {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            sleep(Duration::from_millis(20));
+        }
+        false
+    }
 }
 
 impl Drop for Nacre {

@@ -16,6 +16,9 @@
 //! not acknowledged in time (5 s naming, 3 s config), is sent again with the then-current state,
 //! up to 50 attempts (`ledger`).
 //!
+//! On a graceful shutdown every connection is sent a `ConnectResetRequest` first, so SDKs move
+//! to another member at once.
+//!
 //! Limits: at most `CONNECTIONS_MAX` connections, `LISTENS_PER_CONNECTION_MAX` config listens per
 //! connection, `PAYLOAD_BYTES_MAX` per message; beyond them a typed error answers.
 
@@ -285,6 +288,32 @@ impl Grpc {
             let _ = self.naming.distro.handle(disconnect, 0).await;
         }
         tracing::debug!(conn = %conn.id, "grpc connection closed");
+    }
+}
+
+/// How long a stopping member gives its SDK connections to take their `ConnectResetRequest`.
+const RESET_GRACE_MS: u64 = 300;
+
+impl Grpc {
+    /// Asks every SDK connection to reconnect elsewhere (`ConnectResetRequest` with no server,
+    /// so the client picks any other member), then waits `RESET_GRACE_MS` for the pushes to
+    /// leave. Used on graceful shutdown.
+    pub async fn reset_all(&self) {
+        let conns = self.conns();
+        for c in &conns {
+            self.push(
+                c,
+                "ConnectResetRequest",
+                json!({"serverIp": "", "serverPort": "", "connectionId": c.id}),
+            );
+        }
+        if !conns.is_empty() {
+            tracing::info!(
+                "asked {} SDK connections to reconnect elsewhere",
+                conns.len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(RESET_GRACE_MS)).await;
+        }
     }
 }
 
