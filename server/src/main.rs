@@ -1,18 +1,9 @@
-//! `nacre`: one Nacre member. It opens the Raft journal and snapshot in the data directory
-//! (`FileDisk`), starts the engine's `CpNode` with the TCP peer transport and the system clock,
-//! serves peers on the Raft port (main port − 1000, wire reference §1.1) and the HTTP Open API
-//! on the main port, and shuts Raft down cleanly on Ctrl-C or SIGTERM.
-
-mod grpc;
-mod http;
-mod http_console;
-mod http_naming;
-mod http_v2;
-mod membership;
-mod peer;
-mod properties;
-mod settings;
-mod storage;
+//! `nacre`: one Nacre member. It resolves the settings (flags, environment,
+//! `application.properties`, cluster.conf), opens the Raft journal and snapshot in the data
+//! directory (`FileDisk`), starts the engine's `CpNode` and Distro runner with the TCP peer
+//! transport and the system clock, and serves: Raft on P − 1000, Distro on P + 1001, the HTTP
+//! Open API on P, the gRPC SDK protocol on P + 1000 (wire reference §1.1). On Ctrl-C or SIGTERM
+//! it resets its SDK connections and shuts Raft down cleanly.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,23 +14,11 @@ use nacre_engine::cp_node::{CpNode, CpOptions};
 use nacre_engine::member::Member;
 use nacre_engine::naming::distro::DistroTimings;
 use nacre_engine::naming::runner::{DistroRunner, PeerAddr};
-use nacre_engine::ports::Clock;
-
-use crate::settings::{Cli, Settings};
-
-/// The system wall clock, the engine's only source of time in production.
-pub(crate) struct SystemClock;
-
-impl Clock for SystemClock {
-    // The one place the server reads the wall clock: the engine gets time through this port.
-    #[allow(clippy::disallowed_methods)]
-    fn now_ms(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0)
-    }
-}
+use nacre_server::settings::{self, Cli, Settings};
+use nacre_server::{
+    grpc, http, http_console, http_naming, http_v2, membership, peer, properties, storage,
+    SystemClock,
+};
 
 /// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
 async fn shutdown_signal() {

@@ -111,6 +111,11 @@ impl Ledger {
     pub fn len(&self) -> usize {
         self.pending.len()
     }
+
+    /// True when every push was acknowledged.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
 }
 
 #[cfg(test)]
