@@ -94,14 +94,10 @@ pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Response {
 }
 
 /// Request parameters merged from the query string and a form body.
-pub(crate) struct Params(BTreeMap<String, String>);
+pub struct Params(BTreeMap<String, String>);
 
 impl Params {
-    pub(crate) fn parse(
-        query: Option<&str>,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Result<Params, Reject> {
+    pub fn parse(query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Result<Params, Reject> {
         let mut map = BTreeMap::new();
         let bad = |e: serde_urlencoded::de::Error| Reject::InvalidParam(e.to_string());
         let mut pairs: Vec<(String, String)> =
@@ -125,11 +121,11 @@ impl Params {
     }
 
     /// Every parameter, by name.
-    pub(crate) fn into_map(self) -> BTreeMap<String, String> {
+    pub fn into_map(self) -> BTreeMap<String, String> {
         self.0
     }
 
-    pub(crate) fn get(&self, name: &str) -> &str {
+    pub fn get(&self, name: &str) -> &str {
         self.0.get(name).map(String::as_str).unwrap_or("")
     }
 

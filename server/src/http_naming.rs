@@ -71,7 +71,7 @@ pub struct NamingApi {
 
 /// A refusal: status and plain-text body.
 #[derive(Debug)]
-pub(crate) struct Fail(pub(crate) StatusCode, pub(crate) String);
+pub struct Fail(pub StatusCode, pub String);
 
 impl Fail {
     fn bad(msg: impl Into<String>) -> Fail {
@@ -483,7 +483,7 @@ pub(crate) fn check_cluster(cluster: &str) -> Result<(), Fail> {
 }
 
 /// The key of `raw` (`svc` or `group@@svc`) with `group` as the default group.
-pub(crate) fn service_key(namespace: &str, group: &str, raw: &str) -> Result<ServiceKey, Fail> {
+pub fn service_key(namespace: &str, group: &str, raw: &str) -> Result<ServiceKey, Fail> {
     let (group, name) = match raw.split_once(GROUP_SEPARATOR) {
         Some((g, n)) => {
             if g.is_empty() {
@@ -506,7 +506,7 @@ pub(crate) fn service_key(namespace: &str, group: &str, raw: &str) -> Result<Ser
 }
 
 /// Instance or service metadata: a JSON object, or `k1=v1,k2=v2`.
-pub(crate) fn parse_metadata(raw: &str) -> Result<BTreeMap<String, String>, Fail> {
+pub fn parse_metadata(raw: &str) -> Result<BTreeMap<String, String>, Fail> {
     let incorrect = || Fail::bad(format!("metadata format incorrect:{raw}"));
     if raw.chars().count() > METADATA_CHARS_MAX {
         return Err(too_long("metadata", METADATA_CHARS_MAX));

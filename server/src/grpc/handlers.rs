@@ -37,7 +37,7 @@ const SERVER_ERROR: i64 = 500;
 const CACHE_MILLIS: u64 = 10_000;
 
 /// A handler's refusal: Nacos error code and message.
-struct Refusal(i64, String);
+pub struct Refusal(pub i64, pub String);
 
 impl From<Fail> for Refusal {
     fn from(f: Fail) -> Refusal {
@@ -101,7 +101,7 @@ pub async fn handle(grpc: &Arc<Grpc>, conn: &Arc<Conn>, type_name: &str, body: &
 // ----- naming ----------------------------------------------------------------------------------
 
 /// The service a naming request names: `namespace`, `groupName`, `serviceName` as sent.
-fn naming_key(body: &Value) -> Result<ServiceKey, Refusal> {
+pub fn naming_key(body: &Value) -> Result<ServiceKey, Refusal> {
     let namespace = str_field(body, "namespace");
     let namespace = if namespace.is_empty() {
         "public"
@@ -136,7 +136,7 @@ struct InstanceJson {
     metadata: Option<BTreeMap<String, String>>,
 }
 
-fn parse_instance(v: &Value, ephemeral: bool) -> Result<Instance, Refusal> {
+pub fn parse_instance(v: &Value, ephemeral: bool) -> Result<Instance, Refusal> {
     let j: InstanceJson =
         serde_json::from_value(v.clone()).map_err(|e| bad(format!("instance invalid: {e}")))?;
     check_ip(&j.ip)?;
@@ -436,7 +436,7 @@ pub async fn push_retries(grpc: Arc<Grpc>) {
 // ----- config ----------------------------------------------------------------------------------
 
 /// The config key of a request, validated, with the tenant normalized (§1.3).
-fn config_key(body: &Value) -> Result<ConfigKey, Refusal> {
+pub fn config_key(body: &Value) -> Result<ConfigKey, Refusal> {
     let tenant = str_field(body, "tenant");
     validate_tenant(tenant.trim())?;
     validate_data_id(str_field(body, "dataId"))?;

@@ -22,7 +22,7 @@
 //! Limits: at most `CONNECTIONS_MAX` connections, `LISTENS_PER_CONNECTION_MAX` config listens per
 //! connection, `PAYLOAD_BYTES_MAX` per message; beyond them a typed error answers.
 
-mod handlers;
+pub mod handlers;
 pub mod ledger;
 pub mod proto;
 
@@ -119,6 +119,19 @@ pub fn failure(type_name: &str, code: i64, message: &str) -> Payload {
     )
 }
 
+/// The JSON object a request payload carries, or the 502 message (§4.4 step f).
+pub fn request_body(payload: &Payload) -> Result<Value, String> {
+    match payload
+        .body
+        .as_ref()
+        .map(|a| serde_json::from_slice(&a.value))
+    {
+        Some(Ok(v @ Value::Object(_))) => Ok(v),
+        Some(Ok(_)) | None => Err("Invalid request".into()),
+        Some(Err(e)) => Err(e.to_string()),
+    }
+}
+
 impl Grpc {
     /// The gRPC state of a member.
     pub fn new(naming: Arc<NamingApi>, cp: Arc<CpNode>) -> Arc<Grpc> {
@@ -202,15 +215,9 @@ impl Grpc {
         let Some(conn) = self.conn_by_addr(&addr) else {
             return failure("ErrorResponse", 301, "Connection is unregistered.");
         };
-        let body: Value = match payload
-            .body
-            .as_ref()
-            .map(|a| serde_json::from_slice(&a.value))
-        {
-            Some(Ok(v @ Value::Object(_))) => v,
-            Some(Ok(_)) => return failure("ErrorResponse", 502, "Invalid request"),
-            Some(Err(e)) => return failure("ErrorResponse", 502, &e.to_string()),
-            None => return failure("ErrorResponse", 502, "Invalid request"),
+        let body = match request_body(&payload) {
+            Ok(v) => v,
+            Err(message) => return failure("ErrorResponse", 502, &message),
         };
         if conn.naming {
             let keepalive = NamingRequest::KeepAlive {
