@@ -20,8 +20,11 @@ use nacre_server::settings::parse_cluster_conf;
 use prost::Message;
 use serde_json::Value;
 
+/// A fuzz target: bytes in, a panic on a bug.
+pub type Target = fn(&[u8]);
+
 /// Every target, by the name of its corpus directory.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("peer_request", peer_request),
     ("peer_response", peer_response),
     ("journal", journal),
