@@ -93,21 +93,60 @@ pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Response {
         .into_response()
 }
 
+/// Decodes `application/x-www-form-urlencoded` pairs strictly: `+` is a space, `%XX` a byte,
+/// and the decoded bytes must be UTF-8. A malformed escape or invalid UTF-8 is refused (Java's
+/// `URLDecoder` throws on the first; silently replacing bytes would store corrupted data).
+fn decode_pairs(input: &[u8]) -> Result<Vec<(String, String)>, Reject> {
+    fn decode(part: &[u8]) -> Result<String, Reject> {
+        let mut out = Vec::with_capacity(part.len());
+        let mut i = 0;
+        while i < part.len() {
+            match part[i] {
+                b'+' => out.push(b' '),
+                b'%' => {
+                    let hex = part
+                        .get(i + 1..i + 3)
+                        .and_then(|h| std::str::from_utf8(h).ok())
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                        .ok_or_else(|| {
+                            Reject::InvalidParam("malformed percent-encoding in a parameter".into())
+                        })?;
+                    out.push(hex);
+                    i += 2;
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8(out)
+            .map_err(|_| Reject::InvalidParam("a parameter is not valid UTF-8".into()))
+    }
+    input
+        .split(|b| *b == b'&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = match p.iter().position(|b| *b == b'=') {
+                Some(i) => (&p[..i], &p[i + 1..]),
+                None => (p, &[][..]),
+            };
+            Ok((decode(k)?, decode(v)?))
+        })
+        .collect()
+}
+
 /// Request parameters merged from the query string and a form body.
 pub struct Params(BTreeMap<String, String>);
 
 impl Params {
     pub fn parse(query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Result<Params, Reject> {
         let mut map = BTreeMap::new();
-        let bad = |e: serde_urlencoded::de::Error| Reject::InvalidParam(e.to_string());
-        let mut pairs: Vec<(String, String)> =
-            serde_urlencoded::from_str(query.unwrap_or("")).map_err(bad)?;
+        let mut pairs = decode_pairs(query.unwrap_or("").as_bytes())?;
         let is_form = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
         if is_form && !body.is_empty() {
-            pairs.extend(serde_urlencoded::from_bytes::<Vec<(String, String)>>(body).map_err(bad)?);
+            pairs.extend(decode_pairs(body)?);
         }
         if pairs.len() > HTTP_PARAMS_MAX {
             return Err(Reject::InvalidParam(format!(
@@ -636,6 +675,23 @@ mod tests {
             HeaderValue::from_static("application/x-www-form-urlencoded"),
         );
         h
+    }
+
+    #[test]
+    fn form_decoding_is_strict() {
+        let ok = decode_pairs(b"a=1+2&b=%E2%9C%93&c&=e").expect("valid");
+        assert_eq!(
+            ok,
+            vec![
+                ("a".into(), "1 2".into()),
+                ("b".into(), "\u{2713}".into()),
+                ("c".into(), String::new()),
+                (String::new(), "e".into())
+            ]
+        );
+        for bad in [&b"a=%C3%28"[..], b"a=%G1", b"a=%4", b"%FF=x"] {
+            assert!(decode_pairs(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]
