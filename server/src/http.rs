@@ -690,7 +690,11 @@ mod tests {
             ]
         );
         for bad in [&b"a=%C3%28"[..], b"a=%G1", b"a=%4", b"%FF=x"] {
-            assert!(decode_pairs(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                decode_pairs(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
