@@ -1079,6 +1079,29 @@ pub(crate) fn all_services(api: &NamingApi) -> BTreeSet<ServiceKey> {
     all
 }
 
+/// One page (1-based `page_no`) of the bare names of the services of a namespace and group,
+/// with the total count.
+pub(crate) fn service_page(
+    api: &NamingApi,
+    namespace: &str,
+    group: &str,
+    page_no: usize,
+    page_size: usize,
+) -> (usize, Vec<String>) {
+    let names: Vec<String> = all_services(api)
+        .into_iter()
+        .filter(|k| k.namespace == namespace && k.group == group)
+        .map(|k| k.name)
+        .collect();
+    let page = names
+        .iter()
+        .skip(page_no.max(1).saturating_sub(1).saturating_mul(page_size))
+        .take(page_size)
+        .cloned()
+        .collect();
+    (names.len(), page)
+}
+
 async fn list_services(
     State(api): State<Arc<NamingApi>>,
     RawQuery(query): RawQuery,
@@ -1092,17 +1115,8 @@ async fn list_services(
             let page_size = page_number(&p, "pageSize")?.min(SERVICE_PAGE_SIZE_MAX);
             let namespace = p.namespace()?;
             let group = p.opt("groupName").unwrap_or(DEFAULT_GROUP);
-            let names: Vec<String> = all_services(&api)
-                .into_iter()
-                .filter(|k| k.namespace == namespace && k.group == group)
-                .map(|k| k.name)
-                .collect();
-            let doms: Vec<&String> = names
-                .iter()
-                .skip((page_no - 1).saturating_mul(page_size))
-                .take(page_size)
-                .collect();
-            Ok(json_response(&json!({"count": names.len(), "doms": doms})))
+            let (count, doms) = service_page(&api, &namespace, group, page_no, page_size);
+            Ok(json_response(&json!({"count": count, "doms": doms})))
         }
         .await,
     )

@@ -29,6 +29,26 @@ fn kill_after(round: usize) -> Duration {
     Duration::from_millis(150 + (round as u64 * 277) % 700)
 }
 
+/// Every acknowledged `(dataId, content)` is served by the node on `port`.
+fn assert_all_served(port: u16, acked: &[(String, String)], nacre: &Nacre, when: &str) {
+    for (data_id, content) in acked {
+        let r = http(
+            port,
+            "GET",
+            &format!("/nacos/v1/cs/configs?dataId={data_id}&group=crash"),
+            &[],
+            "",
+        )
+        .unwrap_or_else(|e| panic!("{when}: read {data_id}: {e}"));
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (200, content.as_str()),
+            "{when}: acknowledged {data_id} lost\n{}",
+            nacre.log_text()
+        );
+    }
+}
+
 #[test]
 fn no_acknowledged_write_is_lost_across_repeated_sigkills() {
     let root = temp_dir("crash-loop");
@@ -38,23 +58,12 @@ fn no_acknowledged_write_is_lost_across_repeated_sigkills() {
     for round in 0..ROUNDS {
         let mut nacre = Nacre::spawn(bin(), port, &data, &root.join(format!("round-{round}.log")));
         // Everything acknowledged before this start is served.
-        let before = acked.lock().expect("acked").clone();
-        for (data_id, content) in &before {
-            let r = http(
-                port,
-                "GET",
-                &format!("/nacos/v1/cs/configs?dataId={data_id}&group=crash"),
-                &[],
-                "",
-            )
-            .unwrap_or_else(|e| panic!("round {round}: read {data_id}: {e}"));
-            assert_eq!(
-                (r.status, r.body.as_str()),
-                (200, content.as_str()),
-                "round {round}: acknowledged {data_id} lost\n{}",
-                nacre.log_text()
-            );
-        }
+        assert_all_served(
+            port,
+            &acked.lock().expect("acked"),
+            &nacre,
+            &format!("round {round}"),
+        );
         let stop = AtomicBool::new(false);
         let round_acks = std::thread::scope(|s| {
             let writers: Vec<_> = (0..WRITERS)
@@ -103,22 +112,7 @@ fn no_acknowledged_write_is_lost_across_repeated_sigkills() {
     // A last restart checks the last round too.
     let nacre = Nacre::spawn(bin(), port, &data, &root.join("final.log"));
     let all = acked.lock().expect("acked").clone();
-    for (data_id, content) in &all {
-        let r = http(
-            port,
-            "GET",
-            &format!("/nacos/v1/cs/configs?dataId={data_id}&group=crash"),
-            &[],
-            "",
-        )
-        .unwrap_or_else(|e| panic!("final read {data_id}: {e}"));
-        assert_eq!(
-            (r.status, r.body.as_str()),
-            (200, content.as_str()),
-            "acknowledged {data_id} lost\n{}",
-            nacre.log_text()
-        );
-    }
+    assert_all_served(port, &all, &nacre, "final");
     println!(
         "{} acknowledged publishes over {ROUNDS} SIGKILLs, all served after restarts",
         all.len()

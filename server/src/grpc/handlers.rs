@@ -23,8 +23,8 @@ use super::ledger::Subject;
 use super::proto::Payload;
 use super::{failure, success, Conn, Grpc, LISTENS_PER_CONNECTION_MAX};
 use crate::http_naming::{
-    all_services, check_beat_metadata, check_cluster, check_ip, check_namespace, instance_json,
-    service_key, Fail,
+    check_beat_metadata, check_cluster, check_ip, check_namespace, instance_json, service_key,
+    service_page, Fail,
 };
 use crate::SystemClock;
 
@@ -346,17 +346,8 @@ fn list_services(grpc: &Grpc, body: &Value) -> Result<Value, Refusal> {
         .and_then(Value::as_u64)
         .unwrap_or(10)
         .min(10_000) as usize;
-    let names: Vec<String> = all_services(&grpc.naming)
-        .into_iter()
-        .filter(|k| k.namespace == namespace && k.group == group)
-        .map(|k| k.name)
-        .collect();
-    let page: Vec<&String> = names
-        .iter()
-        .skip((page_no - 1).saturating_mul(page_size))
-        .take(page_size)
-        .collect();
-    Ok(json!({"message": "success", "count": names.len(), "serviceNames": page}))
+    let (count, page) = service_page(&grpc.naming, namespace, group, page_no, page_size);
+    Ok(json!({"message": "success", "count": count, "serviceNames": page}))
 }
 
 /// Sends the push about `subject` (its current state) and records it for its ack; a service
