@@ -1,6 +1,7 @@
 //! Generates the two gRPC services of Nacos's `nacos_grpc_service.proto` (wire reference §4.1)
 //! with tonic's manual builder: no `protoc` is needed, and the services have no proto package,
-//! so their paths are `/Request/request` and `/BiRequestStream/requestBiStream` exactly.
+//! so their paths are `/Request/request` and `/BiRequestStream/requestBiStream` exactly. The
+//! client stubs serve the tests and the load generator.
 
 fn main() {
     let method = |name: &str, route: &str, client_streaming: bool, server_streaming: bool| {
@@ -29,6 +30,6 @@ fn main() {
         .method(method("request_bi_stream", "requestBiStream", true, true))
         .build();
     tonic_build::manual::Builder::new()
-        .build_client(false)
+        .build_client(true)
         .compile(&[request, bi]);
 }

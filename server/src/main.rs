@@ -67,7 +67,7 @@ fn distro_name_and_addr(raft_addr: &str) -> (String, String) {
     }
 }
 
-async fn run(settings: Settings, timings: DistroTimings) -> anyhow::Result<()> {
+async fn run(settings: Settings, timings: DistroTimings, idle_ms: u64) -> anyhow::Result<()> {
     let raft_dir = settings.data_dir.join("protocol").join("raft");
     let disk = storage::FileDisk::open(raft_dir.clone())
         .with_context(|| format!("open data directory {}", raft_dir.display()))?;
@@ -166,7 +166,7 @@ async fn run(settings: Settings, timings: DistroTimings) -> anyhow::Result<()> {
         me,
         data_dir: settings.data_dir.clone(),
     });
-    let grpc_state = grpc::Grpc::new(naming_api.clone(), node.clone());
+    let grpc_state = grpc::Grpc::new(naming_api.clone(), node.clone(), idle_ms);
     let grpc_ops = grpc::ops_router(grpc_state.clone());
     let grpc_for_shutdown = grpc_state.clone();
     let grpc_task = tokio::spawn(async move {
@@ -225,5 +225,10 @@ async fn main() -> anyhow::Result<()> {
         tracing::warn!("{warning}");
     }
     let settings = Settings::resolve(&cli)?;
-    run(settings, properties::distro_timings(&props)?).await
+    run(
+        settings,
+        properties::distro_timings(&props)?,
+        properties::client_idle_ms(&props)?,
+    )
+    .await
 }

@@ -249,6 +249,21 @@ pub fn distro_timings(props: &BTreeMap<String, String>) -> anyhow::Result<Distro
     Ok(t)
 }
 
+/// The idle time after which an SDK connection is probed with a `ClientDetectionRequest`
+/// (`nacre.remote.client.idle.ms`; Nacos's fixed 20 s by default).
+pub fn client_idle_ms(props: &BTreeMap<String, String>) -> anyhow::Result<u64> {
+    const KEY: &str = "nacre.remote.client.idle.ms";
+    match props.get(KEY) {
+        None => Ok(crate::grpc::CLIENT_IDLE_MS),
+        Some(v) => v
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|ms| *ms > 0)
+            .with_context(|| format!("{KEY} `{v}` is not a positive number of ms")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

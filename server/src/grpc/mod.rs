@@ -16,20 +16,35 @@
 //! not acknowledged in time (5 s naming, 3 s config), is sent again with the then-current state,
 //! up to 50 attempts (`ledger`).
 //!
+//! Liveness (§4.4 step 7). Every request and every stream message refreshes a connection's last
+//! activity. A sweep every 3 s feeds Distro's keepalive for the naming clients of active
+//! connections and probes each connection idle for 20 s with a `ClientDetectionRequest`; one
+//! not answered successfully within 5 s is expelled: unregistered (its instances leave every
+//! member), its stream ended with `UNAVAILABLE`. A stopped or wedged client process therefore
+//! loses its instances within about 28 s even while its TCP connection stays open.
+//!
+//! Server requests that expect an answer (`ClientDetectionRequest`, `ClientConfigMetricRequest`)
+//! travel like pushes and are matched with their response by `requestId` (`Grpc::ask`).
+//!
 //! On a graceful shutdown every connection is sent a `ConnectResetRequest` first, so SDKs move
-//! to another member at once.
+//! to another member at once; the loader ops endpoints send it to one connection or a count of
+//! them (rebalancing).
 //!
 //! Limits: at most `CONNECTIONS_MAX` connections, `LISTENS_PER_CONNECTION_MAX` config listens per
 //! connection, `PAYLOAD_BYTES_MAX` per message; beyond them a typed error answers.
 
 pub mod handlers;
 pub mod ledger;
+pub mod ops;
 pub mod proto;
+
+pub use ops::ops_router;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use nacre_engine::config::ConfigKey;
 use nacre_engine::cp_node::CpNode;
@@ -37,7 +52,7 @@ use nacre_engine::naming::ServiceKey;
 use nacre_engine::ports::Clock;
 use nacre_engine::wire::NamingRequest;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
@@ -56,6 +71,12 @@ pub const LISTENS_PER_CONNECTION_MAX: usize = 10_000;
 pub const PAYLOAD_BYTES_MAX: usize = 10 * 1024 * 1024;
 /// Pushes queued per connection before new ones are dropped.
 pub const PUSH_QUEUE: usize = 1024;
+/// A connection idle this long is probed (`KEEP_ALIVE_TIME`); `nacre.remote.client.idle.ms`.
+pub const CLIENT_IDLE_MS: u64 = 20_000;
+/// Period of the liveness sweep.
+const SWEEP_MS: u64 = 3_000;
+/// Time a probed connection has to answer.
+const DETECTION_WINDOW_MS: u64 = 5_000;
 
 /// Types only the cluster port accepts (§4.10); the SDK port refuses them.
 const CLUSTER_ONLY: &[&str] = &[
@@ -69,6 +90,8 @@ const CLUSTER_ONLY: &[&str] = &[
 /// One registered SDK connection.
 pub struct Conn {
     pub id: String,
+    /// The transport (peer address) it was registered on.
+    addr: SocketAddr,
     /// The client's IP as the setup reported it (else the peer address).
     pub client_ip: String,
     /// A naming client is bound to it (label `module=naming`).
@@ -83,6 +106,30 @@ pub struct Conn {
     pub subscriptions: Mutex<BTreeMap<ServiceKey, String>>,
     /// Pushes waiting for their ack.
     pub ledger: Mutex<ledger::Ledger>,
+    /// Server requests waiting for their response, by `requestId`.
+    replies: Mutex<BTreeMap<String, oneshot::Sender<Value>>>,
+    /// Wall-clock ms of the last request or stream message.
+    last_active_ms: AtomicU64,
+    /// Wall-clock ms of the last keepalive given to Distro for it.
+    fed_ms: AtomicU64,
+    /// A detection probe is outstanding.
+    probing: AtomicBool,
+    /// Ends the connection's stream task (expelled).
+    closed: Notify,
+}
+
+impl Conn {
+    fn touch(&self) {
+        self.last_active_ms
+            .fetch_max(SystemClock.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the last sign of life.
+    pub fn idle_ms(&self) -> u64 {
+        SystemClock
+            .now_ms()
+            .saturating_sub(self.last_active_ms.load(Ordering::Relaxed))
+    }
 }
 
 /// The gRPC side of one member.
@@ -94,6 +141,8 @@ pub struct Grpc {
     /// Ids handed out by `ServerCheckRequest`, used by the setup that follows.
     checked: Mutex<BTreeMap<SocketAddr, String>>,
     push_seq: AtomicU64,
+    /// Idle time after which a connection is probed.
+    idle_ms: u64,
 }
 
 /// Base fields of a successful response.
@@ -133,8 +182,8 @@ pub fn request_body(payload: &Payload) -> Result<Value, String> {
 }
 
 impl Grpc {
-    /// The gRPC state of a member.
-    pub fn new(naming: Arc<NamingApi>, cp: Arc<CpNode>) -> Arc<Grpc> {
+    /// The gRPC state of a member; connections idle `idle_ms` are probed.
+    pub fn new(naming: Arc<NamingApi>, cp: Arc<CpNode>, idle_ms: u64) -> Arc<Grpc> {
         Arc::new(Grpc {
             naming,
             cp,
@@ -142,6 +191,7 @@ impl Grpc {
             by_id: Mutex::new(BTreeMap::new()),
             checked: Mutex::new(BTreeMap::new()),
             push_seq: AtomicU64::new(1),
+            idle_ms: idle_ms.max(1),
         })
     }
 
@@ -169,8 +219,34 @@ impl Grpc {
 
     /// Sends a server push (a request with a fresh `requestId`) on a connection, never waiting;
     /// returns the `requestId`.
-    pub fn push(&self, conn: &Conn, type_name: &str, mut body: Value) -> String {
+    pub fn push(&self, conn: &Conn, type_name: &str, body: Value) -> String {
         let id = self.push_seq.fetch_add(1, Ordering::Relaxed).to_string();
+        self.send(conn, &id, type_name, body);
+        id
+    }
+
+    /// Sends a server request and waits up to `timeout` for the client's response (the body
+    /// of the payload carrying the same `requestId`); `None` when none came.
+    pub async fn ask(
+        &self,
+        conn: &Conn,
+        type_name: &str,
+        body: Value,
+        timeout: Duration,
+    ) -> Option<Value> {
+        let id = self.push_seq.fetch_add(1, Ordering::Relaxed).to_string();
+        let (tx, rx) = oneshot::channel();
+        conn.replies.lock().expect("replies").insert(id.clone(), tx);
+        self.send(conn, &id, type_name, body);
+        let answer = tokio::time::timeout(timeout, rx)
+            .await
+            .ok()
+            .and_then(Result::ok);
+        conn.replies.lock().expect("replies").remove(&id);
+        answer
+    }
+
+    fn send(&self, conn: &Conn, id: &str, type_name: &str, mut body: Value) {
         if let Some(o) = body.as_object_mut() {
             o.insert("requestId".into(), json!(id));
             o.insert("headers".into(), json!({}));
@@ -182,7 +258,11 @@ impl Grpc {
         {
             tracing::debug!(conn = %conn.id, "push {type_name} dropped: queue full or closed");
         }
-        id
+    }
+
+    /// The connection with id `id`.
+    pub fn conn(&self, id: &str) -> Option<Arc<Conn>> {
+        self.conn_by_id(id)
     }
 
     /// Handles one unary call from transport `addr`.
@@ -215,6 +295,7 @@ impl Grpc {
         let Some(conn) = self.conn_by_addr(&addr) else {
             return failure("ErrorResponse", 301, "Connection is unregistered.");
         };
+        conn.touch();
         let body = match request_body(&payload) {
             Ok(v) => v,
             Err(message) => return failure("ErrorResponse", 502, &message),
@@ -224,6 +305,7 @@ impl Grpc {
                 conn: conn.id.clone(),
             };
             let _ = self.naming.distro.handle(keepalive, 0).await;
+            conn.fed_ms.store(SystemClock.now_ms(), Ordering::Relaxed);
         }
         handlers::handle(self, &conn, &type_name, &body).await
     }
@@ -248,8 +330,10 @@ impl Grpc {
             .unwrap_or_else(|| format!("{}_{}_{}", SystemClock.now_ms(), addr.ip(), addr.port()));
         let labels = setup.get("labels").cloned().unwrap_or(Value::Null);
         let naming = labels.get("module").and_then(Value::as_str) == Some("naming");
+        let now = SystemClock.now_ms();
         let conn = Arc::new(Conn {
             id: id.clone(),
+            addr,
             client_ip: addr.ip().to_string(),
             naming,
             labels: labels.clone(),
@@ -262,6 +346,11 @@ impl Grpc {
             listens: Mutex::new(BTreeMap::new()),
             subscriptions: Mutex::new(BTreeMap::new()),
             ledger: Mutex::new(ledger::Ledger::default()),
+            replies: Mutex::new(BTreeMap::new()),
+            last_active_ms: AtomicU64::new(now),
+            fed_ms: AtomicU64::new(now),
+            probing: AtomicBool::new(false),
+            closed: Notify::new(),
         });
         if naming {
             let connect = NamingRequest::Connect { conn: id.clone() };
@@ -285,9 +374,17 @@ impl Grpc {
         Ok(conn)
     }
 
-    async fn unregister(&self, addr: SocketAddr, conn: &Conn) {
-        self.by_addr.lock().expect("conns").remove(&addr);
-        self.by_id.lock().expect("conns").remove(&conn.id);
+    /// Forgets a connection (once: a later call for the same connection does nothing).
+    async fn unregister(&self, conn: &Conn) {
+        {
+            let mut by_addr = self.by_addr.lock().expect("conns");
+            if by_addr.get(&conn.addr).is_some_and(|c| c.id == conn.id) {
+                by_addr.remove(&conn.addr);
+            }
+        }
+        if self.by_id.lock().expect("conns").remove(&conn.id).is_none() {
+            return;
+        }
         if conn.naming {
             let disconnect = NamingRequest::Disconnect {
                 conn: conn.id.clone(),
@@ -295,6 +392,67 @@ impl Grpc {
             let _ = self.naming.distro.handle(disconnect, 0).await;
         }
         tracing::debug!(conn = %conn.id, "grpc connection closed");
+    }
+
+    /// Unregisters a connection that failed its liveness check and ends its stream.
+    pub async fn expel(&self, conn: &Conn, why: &str) {
+        tracing::info!(conn = %conn.id, "connection expelled: {why}");
+        let _ = conn.tx.try_send(Err(Status::unavailable(format!(
+            "connection expelled: {why}"
+        ))));
+        conn.closed.notify_one();
+        self.unregister(conn).await;
+    }
+
+    /// One liveness sweep: feeds Distro's keepalive for recently active naming connections and
+    /// probes the idle ones (each probe runs on its own task).
+    async fn sweep(self: &Arc<Self>) {
+        for conn in self.conns() {
+            let last = conn.last_active_ms.load(Ordering::Relaxed);
+            if conn.idle_ms() < self.idle_ms {
+                if conn.naming && last > conn.fed_ms.load(Ordering::Relaxed) {
+                    conn.fed_ms.store(last, Ordering::Relaxed);
+                    let keepalive = NamingRequest::KeepAlive {
+                        conn: conn.id.clone(),
+                    };
+                    if self.naming.distro.handle(keepalive, 0).await.is_err() {
+                        self.expel(&conn, "its naming client is gone").await;
+                    }
+                }
+                continue;
+            }
+            if conn.probing.swap(true, Ordering::Relaxed) {
+                continue;
+            }
+            let grpc = self.clone();
+            let window = Duration::from_millis(DETECTION_WINDOW_MS.min(self.idle_ms));
+            tokio::spawn(async move {
+                let answer = grpc
+                    .ask(&conn, "ClientDetectionRequest", json!({}), window)
+                    .await;
+                let ok = answer
+                    .as_ref()
+                    .and_then(|a| a.get("resultCode"))
+                    .and_then(Value::as_i64)
+                    == Some(200);
+                if ok {
+                    conn.touch();
+                } else {
+                    grpc.expel(&conn, "no answer to ClientDetectionRequest")
+                        .await;
+                }
+                conn.probing.store(false, Ordering::Relaxed);
+            });
+        }
+    }
+
+    /// Runs the liveness sweep until the process ends.
+    async fn detect_clients(self: Arc<Self>) {
+        let period = Duration::from_millis((self.idle_ms / 2).clamp(100, SWEEP_MS));
+        loop {
+            tokio::time::sleep(period).await;
+            self.sweep().await;
+        }
     }
 }
 
@@ -380,58 +538,37 @@ impl BiRequestStream for StreamService {
                     return;
                 }
             };
-            // Acks of pushes arrive here: a response carrying the push's `requestId`.
-            while let Some(msg) = inbound.next().await {
-                let Ok(p) = msg else { break };
-                let ack: Value = p
+            // Responses to pushes and server requests arrive here, carrying their `requestId`.
+            loop {
+                let msg = tokio::select! {
+                    m = inbound.next() => m,
+                    () = conn.closed.notified() => break,
+                };
+                let Some(Ok(p)) = msg else { break };
+                conn.touch();
+                let answer: Value = p
                     .body
                     .as_ref()
                     .and_then(|a| serde_json::from_slice(&a.value).ok())
                     .unwrap_or(Value::Null);
-                if let Some(id) = ack.get("requestId").and_then(Value::as_str) {
-                    let ok = ack.get("resultCode").and_then(Value::as_i64) == Some(200);
-                    conn.ledger.lock().expect("ledger").acked(id, ok);
+                let Some(id) = answer.get("requestId").and_then(Value::as_str) else {
+                    continue;
+                };
+                let waiting = conn.replies.lock().expect("replies").remove(id);
+                match waiting {
+                    Some(reply) => {
+                        let _ = reply.send(answer);
+                    }
+                    None => {
+                        let ok = answer.get("resultCode").and_then(Value::as_i64) == Some(200);
+                        conn.ledger.lock().expect("ledger").acked(id, ok);
+                    }
                 }
             }
-            grpc.unregister(addr, &conn).await;
+            grpc.unregister(&conn).await;
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
-}
-
-/// `GET /nacos/v1/core/loader/current` (and `/nacos/v2/core/loader/current`): the SDK
-/// connections this member holds, keyed by connection id, with their labels.
-pub fn ops_router(grpc: Arc<Grpc>) -> axum::Router {
-    let current = move || {
-        let grpc = grpc.clone();
-        async move {
-            let mut out = serde_json::Map::new();
-            for c in grpc.conns() {
-                out.insert(
-                    c.id.clone(),
-                    json!({
-                        "metaInfo": {
-                            "connectionId": c.id,
-                            "clientIp": c.client_ip,
-                            "labels": c.labels,
-                            "version": c.version,
-                            "connectType": "GRPC",
-                        },
-                        "listenedConfigs": c.listens.lock().expect("listens").len(),
-                        "subscriptions": c.subscriptions.lock().expect("subscriptions").len(),
-                        "pendingPushes": c.ledger.lock().expect("ledger").len(),
-                    }),
-                );
-            }
-            crate::http::json_response(&Value::Object(out))
-        }
-    };
-    axum::Router::new()
-        .route(
-            "/nacos/v1/core/loader/current",
-            axum::routing::get(current.clone()),
-        )
-        .route("/nacos/v2/core/loader/current", axum::routing::get(current))
 }
 
 /// Serves the SDK port until the process ends, with the push fan-out tasks.
@@ -439,6 +576,7 @@ pub async fn serve(grpc: Arc<Grpc>, listener: tokio::net::TcpListener) -> anyhow
     tokio::spawn(handlers::naming_pushes(grpc.clone()));
     tokio::spawn(handlers::config_pushes(grpc.clone()));
     tokio::spawn(handlers::push_retries(grpc.clone()));
+    tokio::spawn(grpc.clone().detect_clients());
     let unary = RequestServer::new(UnaryService(grpc.clone()))
         .max_decoding_message_size(PAYLOAD_BYTES_MAX)
         .max_encoding_message_size(PAYLOAD_BYTES_MAX);
