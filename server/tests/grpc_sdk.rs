@@ -234,6 +234,47 @@ async fn official_rust_sdk_config_and_naming() {
         .await
         .expect("deregister");
     wait_for(&mut events, "deregister push", |ips| ips.is_empty()).await;
+    // A batch: three instances of the service on one connection, then two replacing them.
+    let three: Vec<ServiceInstance> = (1..=3)
+        .map(|i| instance(&format!("127.0.0.10{i}"), 8080))
+        .collect();
+    naming
+        .batch_register_instance(service.clone(), grp.clone(), three)
+        .await
+        .expect("batch register");
+    wait_for(&mut events, "batch push", |ips| ips.len() == 3).await;
+    let listed = naming
+        .get_all_instances(service.clone(), grp.clone(), Vec::new(), false)
+        .await
+        .expect("query batch");
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    let two: Vec<ServiceInstance> = (4..=5)
+        .map(|i| instance(&format!("127.0.0.10{i}"), 8080))
+        .collect();
+    naming
+        .batch_register_instance(service.clone(), grp.clone(), two)
+        .await
+        .expect("batch replace");
+    let ips = wait_for(&mut events, "batch replaced push", |ips| ips.len() == 2).await;
+    assert_eq!(ips, vec!["127.0.0.104:8080", "127.0.0.105:8080"]);
+    let r = http(
+        port,
+        "GET",
+        &format!("/nacos/v1/ns/instance/list?serviceName={service}&groupName=GRPC_GROUP"),
+        &[],
+        "",
+    )
+    .expect("http list of the batch");
+    assert!(
+        r.body.contains("127.0.0.104") && !r.body.contains("127.0.0.101"),
+        "{}",
+        r.body
+    );
+    naming
+        .deregister_instance(service.clone(), grp.clone(), instance("127.0.0.104", 8080))
+        .await
+        .expect("deregister the batch");
+    wait_for(&mut events, "batch withdrawn push", |ips| ips.is_empty()).await;
     // Every push was acknowledged by the SDK: nothing is pending on any connection.
     let mut pending = String::new();
     for _ in 0..40 {

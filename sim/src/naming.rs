@@ -391,7 +391,7 @@ impl NamingClient {
         let (ip, port) = client_instance(self.id, true);
         let held = runner.read(|d| {
             d.client(&ip_port_client_id(&ip, port))
-                .is_some_and(|c| c.instances.contains_key(&self.service))
+                .is_some_and(|c| c.publishes(&self.service))
         });
         if !held {
             self.ctx.log.lock().expect("naming log").violations.push(

@@ -299,7 +299,7 @@ async fn sample_naming(
                             d.healthy_members().len(),
                             d.responsible_for(tag),
                             d.client(&format!("{tag}#true"))
-                                .map(|c| (c.revision, c.instances.len()))
+                                .map(|c| (c.revision, c.services().count()))
                         )
                     });
                     eprintln!("{line}");

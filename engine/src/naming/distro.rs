@@ -100,10 +100,48 @@ pub struct ClientData {
     pub kind: ClientKind,
     /// Incremented by the owner on every change.
     pub revision: u64,
+    /// One instance per service (`InstanceRequest`, HTTP clients).
     pub instances: BTreeMap<ServiceKey, Instance>,
+    /// Lists of instances per service (`BatchInstanceRequest`; connection clients only). A
+    /// service is in at most one of the two maps.
+    pub batches: BTreeMap<ServiceKey, Vec<Instance>>,
 }
 
 impl ClientData {
+    /// A client without instances.
+    pub fn empty(id: &str, kind: ClientKind) -> ClientData {
+        ClientData {
+            id: id.to_string(),
+            kind,
+            revision: 0,
+            instances: BTreeMap::new(),
+            batches: BTreeMap::new(),
+        }
+    }
+
+    /// The services the client publishes instances of.
+    pub fn services(&self) -> impl Iterator<Item = &ServiceKey> {
+        self.instances.keys().chain(self.batches.keys())
+    }
+
+    /// True when the client publishes an instance of `service`.
+    pub fn publishes(&self, service: &ServiceKey) -> bool {
+        self.instances.contains_key(service) || self.batches.contains_key(service)
+    }
+
+    /// The instances the client publishes for `service`.
+    pub fn instances_of<'a>(&'a self, service: &ServiceKey) -> impl Iterator<Item = &'a Instance> {
+        self.instances
+            .get(service)
+            .into_iter()
+            .chain(self.batches.get(service).into_iter().flatten())
+    }
+
+    /// True when the client publishes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.instances.is_empty() && self.batches.is_empty()
+    }
+
     /// A digest of the whole client data, compared by verify.
     pub fn digest(&self) -> u64 {
         fnv64(&postcard::to_allocvec(self).unwrap_or_default())
@@ -456,11 +494,10 @@ impl Distro {
     pub fn instances(&self, service: &ServiceKey) -> Vec<Instance> {
         let mut by_id: BTreeMap<String, Instance> = BTreeMap::new();
         for id in self.by_service.get(service).into_iter().flatten() {
-            if let Some(i) = self
-                .clients
-                .get(id)
-                .and_then(|c| c.data.instances.get(service))
-            {
+            let Some(c) = self.clients.get(id) else {
+                continue;
+            };
+            for i in c.data.instances_of(service) {
                 let key = i.instance_id(service);
                 match by_id.get(&key) {
                     Some(prev) if prev.healthy || !i.healthy => {}
@@ -471,6 +508,18 @@ impl Distro {
             }
         }
         by_id.into_values().collect()
+    }
+
+    /// How many instances the clients known here publish for `service` (copies counted once
+    /// per client; cheaper than `instances(service).len()`).
+    pub fn instance_count(&self, service: &ServiceKey) -> usize {
+        self.by_service
+            .get(service)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.clients.get(id))
+            .map(|c| c.data.instances_of(service).count())
+            .sum()
     }
 
     /// Every instance shown here, as (service, ip, port).
@@ -510,12 +559,7 @@ impl Distro {
     /// A client connected here.
     pub fn connect(&mut self, now: u64, conn: &str) {
         self.clients.entry(conn.to_string()).or_insert(Client {
-            data: ClientData {
-                id: conn.to_string(),
-                kind: ClientKind::Connection,
-                revision: 0,
-                instances: BTreeMap::new(),
-            },
+            data: ClientData::empty(conn, ClientKind::Connection),
             origin: Origin::Local,
             last_renew_ms: now,
             beats: BTreeMap::new(),
@@ -574,8 +618,34 @@ impl Distro {
         if data.instances.get(service) == Some(&instance) {
             return Ok(()); // an identical re-registration changes nothing (alibaba/nacos#10693)
         }
+        data.batches.remove(service);
         data.instances.insert(service.clone(), instance);
         self.change_owned(now, data, Origin::Local);
+        Ok(())
+    }
+
+    /// A connection client publishes a list of instances of a service, replacing what it
+    /// published for it before (single or batch); an empty list withdraws them.
+    pub fn register_batch(
+        &mut self,
+        now: u64,
+        conn: &str,
+        service: &ServiceKey,
+        instances: Vec<Instance>,
+    ) -> Result<(), NamingError> {
+        let c = self.local_conn(conn)?;
+        c.last_renew_ms = now;
+        let mut data = c.data.clone();
+        let before = data.clone();
+        data.instances.remove(service);
+        if instances.is_empty() {
+            data.batches.remove(service);
+        } else {
+            data.batches.insert(service.clone(), instances);
+        }
+        if data != before {
+            self.change_owned(now, data, Origin::Local);
+        }
         Ok(())
     }
 
@@ -588,7 +658,8 @@ impl Distro {
     ) -> Result<(), NamingError> {
         let c = self.local_conn(conn)?;
         let mut data = c.data.clone();
-        if data.instances.remove(service).is_some() {
+        let single = data.instances.remove(service).is_some();
+        if data.batches.remove(service).is_some() || single {
             self.change_owned(now, data, Origin::Local);
         }
         Ok(())
@@ -629,16 +700,11 @@ impl Distro {
         let id = ip_port_client_id(&ip, port);
         match write {
             IpPortWrite::Register { service, instance } => {
-                let mut data =
-                    self.clients
-                        .get(&id)
-                        .map(|c| c.data.clone())
-                        .unwrap_or(ClientData {
-                            id: id.clone(),
-                            kind: ClientKind::IpPort,
-                            revision: 0,
-                            instances: BTreeMap::new(),
-                        });
+                let mut data = self
+                    .clients
+                    .get(&id)
+                    .map(|c| c.data.clone())
+                    .unwrap_or_else(|| ClientData::empty(&id, ClientKind::IpPort));
                 let changed = data.instances.get(service) != Some(instance);
                 data.instances.insert(service.clone(), instance.clone());
                 if changed || !self.clients.contains_key(&id) {
@@ -688,7 +754,7 @@ impl Distro {
     /// Stores a new version of a client this member changes, and queues its sync.
     fn change_owned(&mut self, now: u64, mut data: ClientData, origin: Origin) {
         let id = data.id.clone();
-        if data.kind == ClientKind::IpPort && data.instances.is_empty() {
+        if data.kind == ClientKind::IpPort && data.is_empty() {
             if self.clients.contains_key(&id) {
                 self.remove_client(&id);
                 self.tombstones.insert(id.clone(), now);
@@ -719,14 +785,14 @@ impl Distro {
     fn put_client(&mut self, c: Client) {
         let id = c.data.id.clone();
         if let Some(old) = self.clients.get(&id) {
-            for s in old.data.instances.keys() {
+            for s in old.data.services() {
                 self.touched.insert(s.clone());
                 if let Some(set) = self.by_service.get_mut(s) {
                     set.remove(&id);
                 }
             }
         }
-        for s in c.data.instances.keys() {
+        for s in c.data.services() {
             self.touched.insert(s.clone());
             self.by_service
                 .entry(s.clone())
@@ -739,7 +805,7 @@ impl Distro {
 
     fn remove_client(&mut self, id: &str) {
         if let Some(old) = self.clients.remove(id) {
-            for s in old.data.instances.keys() {
+            for s in old.data.services() {
                 self.touched.insert(s.clone());
                 if let Some(set) = self.by_service.get_mut(s) {
                     set.remove(id);
@@ -1066,7 +1132,7 @@ impl Distro {
             self.remove_client(&id);
         }
         for (data, evidence) in changed {
-            if data.instances.is_empty() {
+            if data.is_empty() {
                 // Every instance timed out: the deletion is as old as the last beat seen, so
                 // a member that saw a later one (across a partition) keeps its copy.
                 let id = data.id.clone();

@@ -189,6 +189,13 @@ impl DistroRunner {
             } => self
                 .with(|d, now| d.register(now, &conn, &service, instance))
                 .map(|()| NamingResponse::Ok),
+            NamingRequest::RegisterBatch {
+                conn,
+                service,
+                instances,
+            } => self
+                .with(|d, now| d.register_batch(now, &conn, &service, instances))
+                .map(|()| NamingResponse::Ok),
             NamingRequest::Deregister { conn, service } => self
                 .with(|d, now| d.deregister(now, &conn, &service))
                 .map(|()| NamingResponse::Ok),

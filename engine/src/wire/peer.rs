@@ -89,6 +89,13 @@ pub enum NamingRequest {
     List {
         service: ServiceKey,
     },
+    /// A connection client publishes a list of instances of one service at once (replacing
+    /// whatever it published for that service; an empty list withdraws them).
+    RegisterBatch {
+        conn: String,
+        service: ServiceKey,
+        instances: Vec<Instance>,
+    },
 }
 
 /// The answer to a `NamingRequest`.

@@ -170,17 +170,22 @@ pub fn parse_instance(v: &Value, ephemeral: bool) -> Result<Instance, Refusal> {
     Ok(instance)
 }
 
+/// The refusal of an ephemeral write on a connection without a naming client.
+fn disconnected(conn: &Conn) -> Refusal {
+    Refusal(
+        SERVER_ERROR,
+        format!(
+            "Client [{}] connection already disconnect, can't register ephemeral instance.",
+            conn.id
+        ),
+    )
+}
+
 async fn instance(grpc: &Grpc, conn: &Conn, body: &Value) -> Result<Value, Refusal> {
     let op = str_field(body, "type").to_string();
     let key = naming_key(body)?;
     if !conn.naming {
-        return Err(Refusal(
-            SERVER_ERROR,
-            format!(
-                "Client [{}] connection already disconnect, can't register ephemeral instance.",
-                conn.id
-            ),
-        ));
+        return Err(disconnected(conn));
     }
     let request = match op.as_str() {
         "registerInstance" => {
@@ -226,30 +231,36 @@ async fn persistent_instance(grpc: &Grpc, body: &Value) -> Result<Value, Refusal
     Ok(json!({ "type": op }))
 }
 
-/// Distro keeps one instance per service per connection (as `InstanceRequest` does), so a
-/// batch of one registers it and an empty batch deregisters; larger batches are refused.
+/// `batchRegisterInstance`: the connection's instances of the service become exactly the
+/// list (replacing a single registration or an earlier batch; an empty list withdraws them).
 async fn batch_instance(grpc: &Grpc, conn: &Conn, body: &Value) -> Result<Value, Refusal> {
     let op = str_field(body, "type").to_string();
+    if op != "batchRegisterInstance" {
+        return Err(bad(format!("Unsupported request type {op}")));
+    }
+    let key = naming_key(body)?;
+    if !conn.naming {
+        return Err(disconnected(conn));
+    }
     let instances = body
         .get("instances")
         .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let single =
-        match instances.as_slice() {
-            [] => json!({"type": "deregisterInstance"}),
-            [one] => json!({"type": "registerInstance", "instance": one}),
-            _ => return Err(bad(
-                "a batch of several instances of one service on one connection is not supported",
-            )),
-        };
-    let mut request = body.clone();
-    if let (Some(r), Some(s)) = (request.as_object_mut(), single.as_object()) {
-        for (k, v) in s {
-            r.insert(k.clone(), v.clone());
-        }
-    }
-    instance(grpc, conn, &request).await?;
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|i| parse_instance(i, true))
+        .collect::<Result<Vec<Instance>, Refusal>>()?;
+    grpc.naming.check_ephemeral_allowed(&key)?;
+    let request = NamingRequest::RegisterBatch {
+        conn: conn.id.clone(),
+        service: key,
+        instances,
+    };
+    grpc.naming
+        .distro
+        .handle(request, 0)
+        .await
+        .map_err(|e| Refusal(SERVER_ERROR, e.to_string()))?;
     Ok(json!({ "type": op }))
 }
 

@@ -100,6 +100,7 @@ fn a_member_refuses_remote_changes_to_its_own_clients_and_foreign_connections() 
         kind: ClientKind::Connection,
         revision: 9,
         instances: BTreeMap::new(),
+        batches: BTreeMap::new(),
     };
     assert_eq!(
         d.on_message(10, B, DistroMsg::Sync(forged)),
@@ -122,6 +123,7 @@ fn a_member_refuses_remote_changes_to_its_own_clients_and_foreign_connections() 
         kind: ClientKind::Connection,
         revision: 1,
         instances: BTreeMap::from([(svc(), Instance::new("2.2.2.2", 80))]),
+        batches: BTreeMap::new(),
     };
     assert_eq!(
         d.on_message(10, B, DistroMsg::Sync(remote)),
@@ -198,18 +200,21 @@ fn a_loaded_snapshot_never_replaces_local_clients_nor_revives_own_dead_connectio
         kind: ClientKind::Connection,
         revision: 7,
         instances: BTreeMap::new(),
+        batches: BTreeMap::new(),
     };
     let old_life = ClientData {
         id: "old".into(),
         kind: ClientKind::Connection,
         revision: 3,
         instances: BTreeMap::from([(svc(), Instance::new("3.3.3.3", 80))]),
+        batches: BTreeMap::new(),
     };
     let other = ClientData {
         id: "theirs".into(),
         kind: ClientKind::Connection,
         revision: 1,
         instances: BTreeMap::from([(svc(), Instance::new("4.4.4.4", 80))]),
+        batches: BTreeMap::new(),
     };
     d.on_reply(
         10,
@@ -286,6 +291,7 @@ fn a_deletion_older_than_the_copy_is_refused() {
         kind: ClientKind::IpPort,
         revision: 1,
         instances: BTreeMap::from([(svc(), Instance::new("9.9.9.8", 80))]),
+        batches: BTreeMap::new(),
     };
     assert_eq!(
         d.on_message(100_000, C, DistroMsg::Sync(data)),
@@ -335,4 +341,47 @@ fn three_failed_reports_make_a_member_down_and_move_ownership() {
     // An incoming report brings it back.
     d.on_message(7_000, C, DistroMsg::Report);
     assert_eq!(d.healthy_members().len(), 3);
+}
+
+#[test]
+fn a_batch_publishes_several_instances_and_replaces_or_is_replaced_by_a_single_one() {
+    let mut a = loaded(A);
+    let mut b = loaded(B);
+    a.connect(0, "c1");
+    let batch = vec![Instance::new("1.1.1.1", 80), Instance::new("1.1.1.2", 80)];
+    a.register_batch(0, "c1", &svc(), batch.clone())
+        .expect("batch");
+    assert_eq!(a.instances(&svc()).len(), 2);
+    assert_eq!(a.instance_count(&svc()), 2);
+    // The sync carries the batch; the peer shows both instances.
+    a.on_tick(1_000);
+    for (to, data) in syncs(&a.drain()) {
+        if to == B {
+            assert_eq!(data.batches.get(&svc()), Some(&batch));
+            b.on_message(1_000, A, DistroMsg::Sync(data));
+        }
+    }
+    assert_eq!(b.instances(&svc()).len(), 2, "replicated batch");
+    // A single registration replaces the batch, and a batch replaces the single one.
+    a.register(2_000, "c1", &svc(), Instance::new("1.1.1.3", 80))
+        .expect("single");
+    let ips: Vec<String> = a.instances(&svc()).into_iter().map(|i| i.ip).collect();
+    assert_eq!(ips, vec!["1.1.1.3".to_string()]);
+    a.register_batch(3_000, "c1", &svc(), batch)
+        .expect("batch again");
+    assert_eq!(a.instances(&svc()).len(), 2);
+    assert!(a.client("c1").is_some_and(|c| c.instances.is_empty()));
+    // An empty batch withdraws them; so does a deregistration or the disconnect.
+    a.register_batch(4_000, "c1", &svc(), vec![])
+        .expect("empty");
+    assert!(a.instances(&svc()).is_empty());
+    assert!(a.services().is_empty());
+    a.register_batch(5_000, "c1", &svc(), vec![Instance::new("1.1.1.4", 80)])
+        .expect("batch of one");
+    a.deregister(6_000, "c1", &svc()).expect("deregister");
+    assert!(a.instances(&svc()).is_empty());
+    a.register_batch(7_000, "c1", &svc(), vec![Instance::new("1.1.1.5", 80)])
+        .expect("batch");
+    a.disconnect(8_000, "c1");
+    assert!(a.instances(&svc()).is_empty(), "gone with the connection");
 }
