@@ -420,13 +420,18 @@ pub async fn naming_pushes(grpc: Arc<Grpc>) {
     }
 }
 
-/// Every second, re-sends the pushes whose ack is overdue.
+/// Every second, re-sends the pushes whose ack is overdue; a connection that let a push run
+/// out of attempts is expelled (its client reconnects and starts over).
 pub async fn push_retries(grpc: Arc<Grpc>) {
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
         let now = SystemClock.now_ms();
         for conn in grpc.conns() {
-            let due = conn.ledger.lock().expect("ledger").due(now);
+            let (due, gave_up) = conn.ledger.lock().expect("ledger").due(now);
+            if gave_up {
+                grpc.expel(&conn, "a push was never acknowledged").await;
+                continue;
+            }
             for (subject, attempts) in due {
                 tracing::debug!(conn = %conn.id, attempts, "push retried: {subject:?}");
                 push_subject(&grpc, &conn, subject, attempts);

@@ -82,8 +82,9 @@ impl Ledger {
     }
 
     /// Removes and returns the pushes whose timeout has passed at `now`, with the attempt
-    /// number of their retry; pushes out of attempts are dropped.
-    pub fn due(&mut self, now: u64) -> Vec<(Subject, u32)> {
+    /// number of their retry, and whether a push ran out of attempts (it is dropped; the
+    /// caller gives the connection up, as Nacos unregisters it).
+    pub fn due(&mut self, now: u64) -> (Vec<(Subject, u32)>, bool) {
         let expired: Vec<String> = self
             .pending
             .iter()
@@ -91,11 +92,13 @@ impl Ledger {
             .map(|(k, _)| k.clone())
             .collect();
         let mut out = Vec::new();
+        let mut gave_up = false;
         for id in expired {
             if let Some(p) = self.pending.remove(&id) {
                 if p.attempts < PUSH_ATTEMPTS_MAX {
                     out.push((p.subject, p.attempts + 1));
                 } else {
+                    gave_up = true;
                     tracing::warn!(
                         "push about {:?} given up after {} attempts",
                         p.subject,
@@ -104,7 +107,7 @@ impl Ledger {
                 }
             }
         }
-        out
+        (out, gave_up)
     }
 
     /// Number of unacknowledged pushes.
@@ -134,18 +137,18 @@ mod tests {
         l.sent("2", cfg.clone(), 0, 1);
         l.acked("1", true);
         assert_eq!(l.len(), 1);
-        assert!(l.due(2_999).is_empty());
+        assert!(l.due(2_999).0.is_empty());
         assert_eq!(
             l.due(3_000),
-            vec![(cfg, 2)],
+            (vec![(cfg, 2)], false),
             "config pushes time out after 3 s"
         );
         assert_eq!(l.len(), 0);
         // A failed ack does not clear; the push is retried after its timeout.
         l.sent("3", svc(), 10_000, 1);
         l.acked("3", false);
-        assert!(l.due(14_999).is_empty());
-        assert_eq!(l.due(15_000), vec![(svc(), 2)]);
+        assert!(l.due(14_999).0.is_empty());
+        assert_eq!(l.due(15_000), (vec![(svc(), 2)], false));
     }
 
     #[test]
@@ -157,7 +160,11 @@ mod tests {
         l.acked("1", true);
         assert_eq!(l.len(), 1, "the old id no longer counts");
         l.sent("9", svc(), 0, PUSH_ATTEMPTS_MAX);
-        assert!(l.due(1_000_000).is_empty(), "out of attempts: dropped");
+        assert_eq!(
+            l.due(1_000_000),
+            (vec![], true),
+            "out of attempts: dropped, and said so"
+        );
         assert_eq!(l.len(), 0);
     }
 }
