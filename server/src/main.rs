@@ -105,7 +105,7 @@ async fn run(settings: Settings, timings: DistroTimings, idle_ms: u64) -> anyhow
     let node = CpNode::start(
         opts,
         Arc::new(disk),
-        Arc::new(peer::TcpTransport),
+        Arc::new(peer::TcpTransport::default()),
         Arc::new(SystemClock),
     )
     .await
@@ -135,7 +135,12 @@ async fn run(settings: Settings, timings: DistroTimings, idle_ms: u64) -> anyhow
                 .collect(),
         ),
     };
-    let naming = DistroRunner::start(&me, distro_members, timings, Arc::new(peer::TcpTransport));
+    let naming = DistroRunner::start(
+        &me,
+        distro_members,
+        timings,
+        Arc::new(peer::TcpTransport::default()),
+    );
     let member = Arc::new(Member {
         cp: node.clone(),
         naming,

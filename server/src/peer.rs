@@ -4,11 +4,15 @@
 //! Every message is one frame of `nacre_engine::wire::frame` (12-byte header with length and
 //! CRC, postcard body). The length is checked against `FRAME_BYTES_MAX` before the body is
 //! read, so a peer cannot make us allocate more. A malformed frame closes only its connection.
-//! For now a call uses its own connection: simple, and a request whose connection fails before
-//! it was written is certainly undelivered (`Unreachable`), while a deadline after writing is
-//! `Timeout` — the engine never retries those (DESIGN §2).
+//! Calls reuse connections: after a complete exchange the connection goes back to a small pool
+//! per peer address, and a call takes a pooled connection if one is still open (a connection the
+//! peer closed meanwhile is noticed before the request is written, and discarded). A failure to
+//! connect is `Unreachable` (certainly undelivered); a failure after writing is `BadResponse`,
+//! a deadline `Timeout` — the engine never retries those (DESIGN §2), and the connection is
+//! dropped, so a late answer can never be read as the answer to another call.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nacre_engine::constants::FRAME_BYTES_MAX;
@@ -27,6 +31,11 @@ pub const PEER_CONNECT_TIMEOUT_MS: u64 = 1_000;
 pub const PEER_CONNECTIONS_MAX: usize = 256;
 /// How long a served connection may stay idle between requests.
 pub const PEER_IDLE_TIMEOUT_MS: u64 = 60_000;
+/// Idle connections kept per peer address.
+pub const PEER_POOL_PER_ADDR: usize = 16;
+/// A pooled connection idle longer than this is not reused (well under the serving side's
+/// `PEER_IDLE_TIMEOUT_MS`, so the two never race).
+pub const PEER_POOL_IDLE_MS: u64 = 20_000;
 
 /// Why reading a frame from a stream stopped.
 #[derive(Debug)]
@@ -68,9 +77,65 @@ where
     Ok(value)
 }
 
-/// Peer calls over TCP, one connection per call.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct TcpTransport;
+/// Peer calls over TCP, on pooled connections.
+#[derive(Debug, Default, Clone)]
+pub struct TcpTransport {
+    pool: Arc<Pool>,
+}
+
+/// Idle connections by peer address, with the instant they were returned.
+#[derive(Debug, Default)]
+struct Pool(Mutex<BTreeMap<String, Vec<(TcpStream, tokio::time::Instant)>>>);
+
+impl Pool {
+    /// A pooled connection to `addr` that is still open, if any.
+    fn take(&self, addr: &str) -> Option<TcpStream> {
+        let mut pool = self.0.lock().expect("peer pool");
+        let idle = pool.get_mut(addr)?;
+        while let Some((stream, since)) = idle.pop() {
+            if since.elapsed() > Duration::from_millis(PEER_POOL_IDLE_MS) {
+                continue;
+            }
+            // Open and quiet: a read would block. End of stream or stray bytes: discard.
+            let mut probe = [0u8; 1];
+            match stream.try_read(&mut probe) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(stream),
+                _ => continue,
+            }
+        }
+        None
+    }
+
+    /// Returns a connection after a complete exchange.
+    fn put(&self, addr: String, stream: TcpStream) {
+        let mut pool = self.0.lock().expect("peer pool");
+        let idle = pool.entry(addr).or_default();
+        if idle.len() < PEER_POOL_PER_ADDR {
+            idle.push((stream, tokio::time::Instant::now()));
+        }
+    }
+
+    async fn connect(
+        target: u64,
+        addr: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<TcpStream, TransportError> {
+        let connect_deadline = deadline
+            .min(tokio::time::Instant::now() + Duration::from_millis(PEER_CONNECT_TIMEOUT_MS));
+        match tokio::time::timeout_at(connect_deadline, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                Ok(s)
+            }
+            Ok(Err(e)) => Err(TransportError::Unreachable(format!(
+                "member {target} at {addr}: {e}"
+            ))),
+            Err(_) => Err(TransportError::Unreachable(format!(
+                "member {target} at {addr}: connect timeout"
+            ))),
+        }
+    }
+}
 
 impl PeerTransport for TcpTransport {
     fn call(
@@ -81,27 +146,14 @@ impl PeerTransport for TcpTransport {
         timeout: Duration,
     ) -> BoxFuture<Result<PeerResponse, TransportError>> {
         let addr = addr.to_string();
+        let pool = self.pool.clone();
         Box::pin(async move {
             // One deadline for the whole call: connecting must not extend the caller's budget.
-            let start = tokio::time::Instant::now();
-            let deadline = start + timeout;
-            let connect_deadline =
-                deadline.min(start + Duration::from_millis(PEER_CONNECT_TIMEOUT_MS));
-            let mut stream =
-                match tokio::time::timeout_at(connect_deadline, TcpStream::connect(&addr)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        return Err(TransportError::Unreachable(format!(
-                            "member {target} at {addr}: {e}"
-                        )))
-                    }
-                    Err(_) => {
-                        return Err(TransportError::Unreachable(format!(
-                            "member {target} at {addr}: connect timeout"
-                        )))
-                    }
-                };
-            let _ = stream.set_nodelay(true);
+            let deadline = tokio::time::Instant::now() + timeout;
+            let mut stream = match pool.take(&addr) {
+                Some(s) => s,
+                None => Pool::connect(target, &addr, deadline).await?,
+            };
             let exchange = async {
                 stream
                     .write_all(&encode_msg(&request))
@@ -112,7 +164,11 @@ impl PeerTransport for TcpTransport {
                     .map_err(|e| TransportError::BadResponse(format!("{e:?}")))
             };
             match tokio::time::timeout_at(deadline, exchange).await {
-                Ok(result) => result,
+                Ok(Ok(response)) => {
+                    pool.put(addr, stream);
+                    Ok(response)
+                }
+                Ok(Err(e)) => Err(e),
                 Err(_) => Err(TransportError::Timeout),
             }
         })
@@ -205,7 +261,7 @@ mod tests {
             let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
             l.local_addr().expect("addr").to_string()
         };
-        let got = TcpTransport
+        let got = TcpTransport::default()
             .call(2, &addr, PeerRequest::Ping, Duration::from_millis(500))
             .await;
         assert!(
@@ -234,7 +290,7 @@ mod tests {
         let node = CpNode::start(
             opts,
             Arc::new(disk),
-            Arc::new(TcpTransport),
+            Arc::new(TcpTransport::default()),
             Arc::new(FixedClock),
         )
         .await
@@ -249,7 +305,7 @@ mod tests {
                 },
             )]),
             DistroTimings::default(),
-            Arc::new(TcpTransport),
+            Arc::new(TcpTransport::default()),
         );
         let member = Arc::new(Member {
             cp: node.clone(),
@@ -266,10 +322,24 @@ mod tests {
         let closed = garbage.read_to_end(&mut rest).await;
         assert!(matches!(closed, Ok(0)) || closed.is_err(), "{closed:?}");
 
-        let got = TcpTransport
-            .call(1, &addr, PeerRequest::Ping, Duration::from_secs(5))
-            .await;
-        assert!(matches!(got, Ok(PeerResponse::Pong { .. })), "{got:?}");
+        let transport = TcpTransport::default();
+        for _ in 0..3 {
+            let got = transport
+                .call(1, &addr, PeerRequest::Ping, Duration::from_secs(5))
+                .await;
+            assert!(matches!(got, Ok(PeerResponse::Pong { .. })), "{got:?}");
+        }
+        assert_eq!(
+            transport
+                .pool
+                .0
+                .lock()
+                .expect("pool")
+                .get(&addr)
+                .map(Vec::len),
+            Some(1),
+            "three sequential calls share one connection"
+        );
 
         server.abort();
         node.shutdown().await;
