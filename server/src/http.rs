@@ -11,7 +11,8 @@
 //! Parameters arrive in the query string or a form body, for every method (§2.0.1); the query
 //! wins when both name one. Identifiers are checked with the engine's `validate` rules, so the
 //! messages are Nacos's. An engine `Reject` becomes an HTTP answer in exactly one function,
-//! `reject_response`, through `Reject::nacos_code` (STYLE 5).
+//! `reject_response`, through `Reject::nacos_code` (STYLE 5). The request bounds (dataId and
+//! group lengths, configs per listen request) are those of `limits`, shared with gRPC.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -179,11 +180,9 @@ impl Params {
         };
         validate_data_id(self.get("dataId"))?;
         validate_group(self.get("group"))?;
-        Ok(ConfigKey::new(
-            &tenant,
-            self.get("group"),
-            self.get("dataId"),
-        ))
+        let key = ConfigKey::new(&tenant, self.get("group"), self.get("dataId"));
+        crate::limits::check_config_key(&key)?;
+        Ok(key)
     }
 }
 
@@ -358,6 +357,8 @@ async fn listen_configs(
         Ok(p) => p,
         Err(r) => return reject_response(&r),
     };
+    // The parser stops at `limits::LISTENERS_PER_REQUEST_MAX` records (its own bound, the same
+    // value), before a larger request is held in memory.
     let entries = match listen::parse_listening_configs(p.get("Listening-Configs")) {
         Ok(e) => e,
         Err(r) => {

@@ -15,7 +15,7 @@
 //! Nacos's traffic filter does before the server is UP.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -25,7 +25,9 @@ use axum::routing::{any, get, put};
 use axum::Router;
 use nacre_engine::cp_node::CpNode;
 use nacre_engine::error::Reject;
-use nacre_engine::naming::distro::{IpPortOutcome, IpPortWrite, MemberState, NamingError};
+use nacre_engine::naming::distro::{
+    ip_port_client_id, IpPortOutcome, IpPortWrite, MemberState, NamingError,
+};
 use nacre_engine::naming::persistent::{NamingApplied, NamingCommand, WEIGHT_MAX};
 use nacre_engine::naming::runner::DistroRunner;
 use nacre_engine::naming::{
@@ -38,6 +40,9 @@ use nacre_engine::raft::command::{CommandResult, Op};
 use serde_json::{json, Map, Value};
 
 use crate::http::{json_response, text, Params};
+use crate::limits::{
+    check_instance_count, check_json_depth, check_metadata, METADATA_PARAM_BYTES_MAX,
+};
 use crate::SystemClock;
 
 /// Nacos's `cacheMillis` of a v1 instance list (switch `defaultPushCacheMillis`).
@@ -53,11 +58,28 @@ const GROUP_CHARS_MAX: usize = 128;
 const NAMESPACE_CHARS_MAX: usize = 64;
 const CLUSTER_CHARS_MAX: usize = 64;
 const IP_CHARS_MAX: usize = 128;
-const METADATA_CHARS_MAX: usize = 1024;
 /// Most entries of a `/v1/ns/service/list` page.
 const SERVICE_PAGE_SIZE_MAX: usize = 10_000;
 /// The version this server reports where Nacos reports its own.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How long an exact instance count of a service is used for admitting new instances.
+const INSTANCE_COUNT_FRESH_MS: u64 = 1_000;
+/// Services whose count is kept before stale counts are dropped.
+const INSTANCE_COUNTS_KEPT_MAX: usize = 4_096;
+
+/// An exact instance count of a service and the new instances admitted since.
+struct Counted {
+    exact: usize,
+    admitted: usize,
+    at_ms: u64,
+}
+
+/// Recent instance counts, by member (its Distro name) and service.
+// TODO(server): a field of `NamingApi` once main.rs builds it through a constructor; not
+// needed at all once Distro counts a service's instances in O(log n).
+static INSTANCE_COUNTS: Mutex<BTreeMap<(String, ServiceKey), Counted>> =
+    Mutex::new(BTreeMap::new());
 
 /// What the naming API serves from.
 pub struct NamingApi {
@@ -337,8 +359,10 @@ impl NamingApi {
         key: &ServiceKey,
         instance: Instance,
     ) -> Result<(), Fail> {
+        check_metadata(&instance.metadata)?;
         if instance.ephemeral {
             self.check_ephemeral_allowed(key)?;
+            self.check_instance_room(key, &ip_port_client_id(&instance.ip, instance.port))?;
             let write = IpPortWrite::Register {
                 service: key.clone(),
                 instance,
@@ -352,12 +376,92 @@ impl NamingApi {
                     key.grouped_name()
                 )));
             }
+            let present = {
+                let state = self.cp.state();
+                let state = state.read().expect("state lock poisoned");
+                state.naming.instances.get(key).is_some_and(|m| {
+                    m.values().any(|i| {
+                        i.ip == instance.ip
+                            && i.port == instance.port
+                            && i.cluster == instance.cluster
+                    })
+                })
+            };
+            if !present {
+                self.admit_new_instance(key)?;
+            }
             self.cp_write(NamingCommand::RegisterPersistent {
                 service: key.clone(),
                 instance,
             })
             .await
         }
+    }
+
+    /// How many instances `key` has here (persistent ones and the Distro clients with an
+    /// instance in it), without copying them.
+    pub fn instance_count(&self, key: &ServiceKey) -> usize {
+        let persistent = {
+            let state = self.cp.state();
+            let state = state.read().expect("state lock poisoned");
+            state.naming.instances.get(key).map_or(0, BTreeMap::len)
+        };
+        // TODO(engine): `Distro::instance_count(service)` (the size of its per-service client
+        // set) would make this O(log n); until then every client is looked at once.
+        let ephemeral = self.distro.read(|d| {
+            d.client_ids()
+                .iter()
+                .filter(|id| d.client(id).is_some_and(|c| c.instances.contains_key(key)))
+                .count()
+        });
+        persistent + ephemeral
+    }
+
+    /// Refuses a new instance in a full service (`limits::INSTANCES_PER_SERVICE_MAX`). The
+    /// Distro client `client_id` (`ip:port#true` of an HTTP client, or a gRPC connection id)
+    /// that already has an instance in the service may always re-register it.
+    pub fn check_instance_room(&self, key: &ServiceKey, client_id: &str) -> Result<(), Reject> {
+        let present = self.distro.read(|d| {
+            d.client(client_id)
+                .is_some_and(|c| c.instances.contains_key(key))
+        });
+        if present {
+            return Ok(());
+        }
+        self.admit_new_instance(key)
+    }
+
+    /// Admits one new instance into `key` unless the service is full. The exact count costs a
+    /// look at every client, so it is taken at most once per `INSTANCE_COUNT_FRESH_MS` per
+    /// service; in between, the instances admitted here are added to it. The bound is
+    /// therefore soft: by what arrives in that time from elsewhere (Distro syncs of other
+    /// members' registrations) and by the registrations admitted but not yet applied when the
+    /// count is taken; and a service that just shrank may be refused for that long.
+    fn admit_new_instance(&self, key: &ServiceKey) -> Result<(), Reject> {
+        let now = SystemClock.now_ms();
+        let mut counts = INSTANCE_COUNTS
+            .lock()
+            .expect("instance counts lock poisoned");
+        if counts.len() >= INSTANCE_COUNTS_KEPT_MAX {
+            counts.retain(|_, c| now.saturating_sub(c.at_ms) < INSTANCE_COUNT_FRESH_MS);
+        }
+        let counted = counts
+            .entry((self.me.clone(), key.clone()))
+            .or_insert(Counted {
+                exact: 0,
+                admitted: 0,
+                at_ms: 0,
+            });
+        if counted.at_ms == 0 || now.saturating_sub(counted.at_ms) >= INSTANCE_COUNT_FRESH_MS {
+            *counted = Counted {
+                exact: self.instance_count(key),
+                admitted: 0,
+                at_ms: now.max(1),
+            };
+        }
+        check_instance_count(key, counted.exact + counted.admitted)?;
+        counted.admitted += 1;
+        Ok(())
     }
 
     /// The instance of `ip:port` in `cluster`, with Nacos's 404 messages.
@@ -506,32 +610,46 @@ pub fn service_key(namespace: &str, group: &str, raw: &str) -> Result<ServiceKey
 }
 
 /// Instance or service metadata: a JSON object, or `k1=v1,k2=v2`.
+/// The text may be up to `METADATA_PARAM_BYTES_MAX` long; what it holds is then held to
+/// `limits::METADATA_CHARS_MAX`. Nested JSON values (and so any deep JSON) are refused.
 pub fn parse_metadata(raw: &str) -> Result<BTreeMap<String, String>, Fail> {
     let incorrect = || Fail::bad(format!("metadata format incorrect:{raw}"));
-    if raw.chars().count() > METADATA_CHARS_MAX {
-        return Err(too_long("metadata", METADATA_CHARS_MAX));
+    if raw.len() > METADATA_PARAM_BYTES_MAX {
+        return Err(too_long("metadata", METADATA_PARAM_BYTES_MAX));
     }
-    if raw.starts_with('{') {
+    let map: BTreeMap<String, String> = if raw.starts_with('{') {
         let Ok(Value::Object(map)) = serde_json::from_str::<Value>(raw) else {
             return Err(incorrect());
         };
-        return map
-            .into_iter()
+        map.into_iter()
             .map(|(k, v)| match v {
                 Value::String(s) => Ok((k, s)),
                 Value::Number(n) => Ok((k, n.to_string())),
                 Value::Bool(b) => Ok((k, b.to_string())),
                 _ => Err(incorrect()),
             })
-            .collect();
-    }
-    raw.split(',')
-        .filter(|e| !e.is_empty())
-        .map(|entry| match entry.split_once('=') {
-            Some((k, v)) if !k.is_empty() && !v.contains('=') => Ok((k.to_string(), v.to_string())),
-            _ => Err(incorrect()),
-        })
-        .collect()
+            .collect::<Result<_, _>>()?
+    } else {
+        raw.split(',')
+            .filter(|e| !e.is_empty())
+            .map(|entry| match entry.split_once('=') {
+                Some((k, v)) if !k.is_empty() && !v.contains('=') => {
+                    Ok((k.to_string(), v.to_string()))
+                }
+                _ => Err(incorrect()),
+            })
+            .collect::<Result<_, _>>()?
+    };
+    check_metadata(&map)?;
+    Ok(map)
+}
+
+/// A JSON parameter (`beat`, `instances`, `selector`), refused with Nacos's wording for an
+/// illegal parameter when it is nested deeper than `limits::JSON_DEPTH_MAX` or does not parse.
+fn json_param<T: serde::de::DeserializeOwned>(name: &str, raw: &str) -> Result<T, Fail> {
+    check_json_depth(raw.as_bytes())
+        .map_err(|r| Fail::bad(format!("Param '{name}' is illegal: {r}")))?;
+    serde_json::from_str(raw).map_err(|e| Fail::bad(format!("Param '{name}' is illegal: {e}")))
 }
 
 /// Beat interval below both timeouts (§1.3).
@@ -559,6 +677,7 @@ fn parse_selector(raw: Option<&str>) -> Result<Selector, Fail> {
         return Ok(Selector::None);
     };
     let bad = || Fail::bad("not match any type of selector!");
+    check_json_depth(raw.as_bytes()).map_err(|_| bad())?;
     let v: Value = serde_json::from_str(raw).map_err(|_| bad())?;
     match v.get("type").and_then(Value::as_str) {
         Some("none") => Ok(Selector::None),
@@ -859,13 +978,13 @@ async fn beat(
         async {
             let p = api.params(query.as_deref(), &headers, &body)?;
             let key = p.service_key()?;
-            let info: Option<BeatInfo> = match p.opt("beat") {
-                Some(raw) => Some(
-                    serde_json::from_str(raw)
-                        .map_err(|e| Fail::bad(format!("Param 'beat' is illegal: {e}")))?,
-                ),
-                None => None,
-            };
+            let info: Option<BeatInfo> = p
+                .opt("beat")
+                .map(|raw| json_param("beat", raw))
+                .transpose()?;
+            if let Some(m) = info.as_ref().and_then(|b| b.metadata.as_ref()) {
+                check_metadata(m)?;
+            }
             let ip = match (p.opt("ip"), info.as_ref().and_then(|b| b.ip.clone())) {
                 (Some(ip), _) => ip.to_string(),
                 (None, Some(ip)) => ip,
@@ -1413,8 +1532,7 @@ async fn batch_metadata(
             let metadata = parse_metadata(p.required("metadata")?)?;
             let persistent = p.opt("consistencyType") == Some("persist");
             let refs: Vec<InstanceRef> = match p.opt("instances") {
-                Some(raw) => serde_json::from_str(raw)
-                    .map_err(|e| Fail::bad(format!("Param 'instances' is illegal: {e}")))?,
+                Some(raw) => json_param("instances", raw)?,
                 None => Vec::new(),
             };
             let chosen: Vec<Instance> = api
@@ -1430,7 +1548,9 @@ async fn batch_metadata(
                         })
                 })
                 .collect();
-            let mut updated = Vec::new();
+            // Every merged instance is checked before any is written: a merge that would take
+            // one instance over a bound changes none.
+            let mut merged = Vec::with_capacity(chosen.len());
             for mut i in chosen {
                 if remove {
                     i.metadata.retain(|k, _| !metadata.contains_key(k));
@@ -1439,6 +1559,11 @@ async fn batch_metadata(
                         .extend(metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
                 }
                 check_beat_metadata(&i)?;
+                check_metadata(&i.metadata)?;
+                merged.push(i);
+            }
+            let mut updated = Vec::new();
+            for i in merged {
                 let kind = if persistent { "persist" } else { "ephemeral" };
                 updated.push(format!("{}:{}:unknown:{}:{kind}", i.ip, i.port, i.cluster));
                 api.put_instance(&key, i).await?;
@@ -1484,6 +1609,21 @@ mod tests {
         let m = parse_metadata("k1=v1,k2=v2").unwrap();
         assert_eq!(m.len(), 2);
         assert_eq!(m["k2"], "v2");
+        // The content is bounded, not the text: JSON quoting may take it over 1024 bytes.
+        let at_bound = format!(r#"{{"k": "{}"}}"#, "v".repeat(1023));
+        assert_eq!(parse_metadata(&at_bound).unwrap()["k"].len(), 1023);
+        let over = format!("k={}", "v".repeat(1024));
+        assert_eq!(
+            parse_metadata(&over).unwrap_err().1,
+            "Param 'Metadata' is illegal, the param length should not exceed 1024."
+        );
+        let deep = format!(r#"{{"a":{}1{}}}"#, "[".repeat(200), "]".repeat(200));
+        assert!(parse_metadata(&deep).is_err());
+        let huge = format!("k={}", "v".repeat(METADATA_PARAM_BYTES_MAX));
+        assert_eq!(
+            parse_metadata(&huge).unwrap_err().1,
+            "Param 'metadata' is illegal, the param length should not exceed 16384."
+        );
         for bad in ["novalue", "{not json", r#"{"a":{"nested":1}}"#, "a=b=c"] {
             let e = parse_metadata(bad).unwrap_err();
             assert_eq!(e.0, StatusCode::BAD_REQUEST);
@@ -1519,6 +1659,17 @@ mod tests {
         assert_eq!(
             parse_selector(Some(r#"{"type":"nope"}"#)).unwrap_err().1,
             "not match any type of selector!"
+        );
+        let deep = format!(
+            r#"{{"type":"none","x":{}{}}}"#,
+            "[".repeat(17),
+            "]".repeat(17)
+        );
+        assert!(parse_selector(Some(&deep)).is_err());
+        let e = json_param::<Value>("beat", &"[".repeat(10_000)).unwrap_err();
+        assert_eq!(
+            e.1,
+            "Param 'beat' is illegal: JSON nested deeper than 16 levels"
         );
     }
 

@@ -7,6 +7,7 @@ pub mod http;
 pub mod http_console;
 pub mod http_naming;
 pub mod http_v2;
+pub mod limits;
 pub mod membership;
 pub mod peer;
 pub mod properties;
