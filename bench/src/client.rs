@@ -1,159 +1,233 @@
-//! The keep-alive HTTP/1.1 client loop and the workloads.
+//! The keep-alive HTTP/1.1 client and the HTTP workloads (config and naming over Open API v1).
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::report::Report;
+use crate::load::{Failure, Workload};
 
-/// How much load to apply.
-pub struct Load {
-    pub connections: usize,
-    pub duration: Duration,
-    pub max_requests: u64,
-}
+/// Path of the config API.
+pub const CONFIGS: &str = "/nacos/v1/cs/configs";
+/// Path of the instance API.
+pub const INSTANCE: &str = "/nacos/v1/ns/instance";
+/// Service the `naming-list` workload reads, and how many instances it holds.
+const LIST_SERVICE: &str = "bench.list";
+const LIST_INSTANCES: u64 = 10;
 
-/// What each request is.
+/// What each HTTP request is.
 #[derive(Clone, Copy)]
-pub enum Workload {
+pub enum HttpKind {
+    /// GET a config, over `keys` configs published first.
     ConfigGet { keys: u64 },
+    /// POST a new content, over `keys` configs.
     ConfigPublish { keys: u64 },
+    /// POST an ephemeral instance, a distinct ip:port each time, over `services` services.
+    NamingRegister { services: u64 },
+    /// GET the instance list of a service of 10 instances (registered first).
+    NamingList,
+    /// `configs` config publishes, then `instances` instance registrations over `services`
+    /// services.
+    Fill {
+        configs: u64,
+        instances: u64,
+        services: u64,
+    },
+    /// The config GET against the in-process trivial handler.
     Ceiling,
 }
 
-impl Workload {
-    fn request(self, conn: usize, seq: u64) -> String {
+/// An HTTP workload against one server.
+pub struct Http {
+    pub addr: SocketAddr,
+    pub kind: HttpKind,
+}
+
+/// The address of instance number `n`: distinct for every `n` below 15 million.
+pub fn instance_addr(n: u64) -> (String, u16) {
+    let port = 1_000 + (n % 60_000) as u16;
+    let high = n / 60_000;
+    (format!("10.{}.{}.7", (high / 256) % 256, high % 256), port)
+}
+
+/// A `POST` of a form body.
+pub fn post_form(path: &str, body: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A `GET` of `target` (path and query).
+pub fn get(target: &str) -> String {
+    format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+}
+
+/// Publishing `content` under `dataId=data_id&group=bench`.
+pub fn publish(data_id: &str, content: &str) -> String {
+    post_form(
+        CONFIGS,
+        &format!("dataId={data_id}&group=bench&content={content}"),
+    )
+}
+
+/// Registering an ephemeral instance of `service`.
+pub fn register(service: &str, ip: &str, port: u16) -> String {
+    post_form(
+        INSTANCE,
+        &format!("serviceName={service}&ip={ip}&port={port}&ephemeral=true"),
+    )
+}
+
+impl HttpKind {
+    /// The report's workload id, its name, and the ceiling it is a fraction of.
+    pub fn label(self) -> (&'static str, String, Option<&'static str>) {
         match self {
-            Workload::ConfigGet { keys } => get(&format!("bench.{}", (conn as u64 + seq) % keys)),
-            Workload::Ceiling => get("bench.0"),
-            Workload::ConfigPublish { keys } => {
-                let body = format!(
-                    "dataId=bench.{}&group=bench&content=value-{conn}-{seq}",
-                    (conn as u64 * 7919 + seq) % keys
-                );
-                format!(
-                    "POST /nacos/v1/cs/configs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                )
+            HttpKind::ConfigGet { keys } => (
+                "config-get",
+                format!("config get, {keys} keys"),
+                Some("ceiling"),
+            ),
+            HttpKind::ConfigPublish { keys } => (
+                "config-publish",
+                format!("config publish, {keys} keys"),
+                Some("ceiling"),
+            ),
+            HttpKind::NamingRegister { services } => (
+                "naming-register",
+                format!("instance register, {services} services"),
+                Some("ceiling"),
+            ),
+            HttpKind::NamingList => (
+                "naming-list",
+                format!("instance list, {LIST_INSTANCES} instances"),
+                Some("ceiling"),
+            ),
+            HttpKind::Fill {
+                configs, instances, ..
+            } => (
+                "fill",
+                format!("fill: {configs} configs + {instances} instances"),
+                None,
+            ),
+            HttpKind::Ceiling => ("ceiling", "ceiling: trivial axum GET".into(), None),
+        }
+    }
+
+    fn request(self, n: u64) -> String {
+        match self {
+            HttpKind::ConfigGet { keys } => {
+                get(&format!("{CONFIGS}?dataId=bench.{}&group=bench", n % keys))
+            }
+            HttpKind::Ceiling => get(&format!("{CONFIGS}?dataId=bench.0&group=bench")),
+            HttpKind::ConfigPublish { keys } => {
+                publish(&format!("bench.{}", n % keys), &format!("value-{n}"))
+            }
+            HttpKind::NamingRegister { services } => {
+                let (ip, port) = instance_addr(n);
+                register(&format!("bench.ns.{}", n % services), &ip, port)
+            }
+            HttpKind::NamingList => get(&format!("{INSTANCE}/list?serviceName={LIST_SERVICE}")),
+            HttpKind::Fill {
+                configs, services, ..
+            } => {
+                if n < configs {
+                    // About 200 bytes of content per config.
+                    publish(&format!("fill.{n}"), &format!("{n:0>200}"))
+                } else {
+                    let m = n - configs;
+                    let (ip, port) = instance_addr(m);
+                    register(&format!("fill.{}", m % services), &ip, port)
+                }
             }
         }
     }
 }
 
-fn get(data_id: &str) -> String {
-    format!(
-        "GET /nacos/v1/cs/configs?dataId={data_id}&group=bench HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-    )
+impl Workload for Http {
+    type Session = Conn;
+
+    fn target(&self) -> String {
+        self.addr.to_string()
+    }
+
+    async fn open(&self, _conn: usize) -> Result<Conn, String> {
+        Conn::connect(self.addr).await
+    }
+
+    async fn send(&self, conn: &mut Conn, n: u64) -> Result<(), Failure> {
+        match conn.exchange(self.kind.request(n).as_bytes()).await {
+            Ok(200) => Ok(()),
+            Ok(status) => Err(Failure::answer(format!("HTTP {status}"))),
+            Err(e) => Err(Failure::transport(e)),
+        }
+    }
 }
 
-/// Publishes the configs a GET workload reads.
-async fn prepare(addr: SocketAddr, workload: Workload) -> Result<(), String> {
-    let Workload::ConfigGet { keys } = workload else {
-        return Ok(());
-    };
+/// What a workload needs on the server before it runs: the configs a GET reads, the instances
+/// a list returns.
+pub async fn prepare(addr: SocketAddr, kind: HttpKind) -> Result<(), String> {
     let mut conn = Conn::connect(addr).await?;
-    for k in 0..keys {
-        let body = format!("dataId=bench.{k}&group=bench&content=helloWorld-{k}");
-        let req = format!(
-            "POST /nacos/v1/cs/configs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        let status = conn.exchange(req.as_bytes()).await?;
-        if status != 200 {
-            return Err(format!("preparing bench.{k}: HTTP {status}"));
+    match kind {
+        HttpKind::ConfigGet { keys } => {
+            for k in 0..keys {
+                let req = publish(&format!("bench.{k}"), &format!("helloWorld-{k}"));
+                conn.expect_ok(&req, &format!("preparing config bench.{k}"))
+                    .await?;
+            }
         }
+        HttpKind::NamingList => {
+            for i in 0..LIST_INSTANCES {
+                let req = register(LIST_SERVICE, &format!("10.255.0.{}", i + 1), 8080);
+                conn.expect_ok(&req, "preparing the listed instances")
+                    .await?;
+            }
+            let list = get(&format!("{INSTANCE}/list?serviceName={LIST_SERVICE}"));
+            conn.expect_ok(&list, "listing the prepared instances")
+                .await?;
+            let hosts = conn.body().matches("\"ip\"").count() as u64;
+            if hosts != LIST_INSTANCES {
+                return Err(format!(
+                    "the list of {LIST_SERVICE} holds {hosts} instances, not {LIST_INSTANCES}"
+                ));
+            }
+        }
+        _ => {}
     }
     Ok(())
 }
 
-/// Runs the load and gathers latencies.
-// The load generator measures real elapsed time; it is not engine code.
-#[allow(clippy::disallowed_methods)]
-pub async fn run_load(
-    addr: SocketAddr,
-    workload: Workload,
-    load: &Load,
-    name: &str,
-) -> Result<Report, String> {
-    prepare(addr, workload).await?;
-    let started = Instant::now();
-    let deadline = started + load.duration;
-    let per_conn = load.max_requests / load.connections as u64 + 1;
-    let mut tasks = Vec::new();
-    for c in 0..load.connections {
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut errors = 0u64;
-            let mut conn = match Conn::connect(addr).await {
-                Ok(c) => c,
-                Err(_) => return (lat, 1),
-            };
-            for seq in 0..per_conn {
-                if Instant::now() >= deadline {
-                    break;
-                }
-                let req = workload.request(c, seq);
-                let t = Instant::now();
-                match conn.exchange(req.as_bytes()).await {
-                    Ok(200) => lat.push(t.elapsed().as_micros() as u32),
-                    Ok(_) => errors += 1,
-                    Err(_) => {
-                        errors += 1;
-                        match Conn::connect(addr).await {
-                            Ok(c) => conn = c,
-                            Err(_) => break,
-                        }
-                    }
-                }
-            }
-            (lat, errors)
-        }));
-    }
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for t in tasks {
-        let (lat, e) = t.await.map_err(|e| e.to_string())?;
-        all.extend(lat);
-        errors += e;
-    }
-    Ok(Report::from_latencies(
-        name,
-        addr,
-        load.connections,
-        started.elapsed(),
-        all,
-        errors,
-    ))
-}
-
 /// One keep-alive connection.
-struct Conn {
+pub struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// Where the last response's body lies in `buf`.
+    body: (usize, usize),
 }
 
 impl Conn {
-    async fn connect(addr: SocketAddr) -> Result<Conn, String> {
-        let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    pub async fn connect(addr: SocketAddr) -> Result<Conn, String> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
         Ok(Conn {
             stream,
             buf: Vec::with_capacity(4096),
+            body: (0, 0),
         })
     }
 
     /// Sends one request and reads one whole response (Content-Length or chunked); the status.
-    async fn exchange(&mut self, request: &[u8]) -> Result<u16, String> {
+    pub async fn exchange(&mut self, request: &[u8]) -> Result<u16, String> {
         self.stream
             .write_all(request)
             .await
             .map_err(|e| e.to_string())?;
         self.buf.clear();
         loop {
-            if let Some((status, total)) = complete(&self.buf)? {
-                self.buf.drain(..total);
+            if let Some((status, start, end)) = complete(&self.buf)? {
+                self.body = (start, end);
                 return Ok(status);
             }
             let mut chunk = [0u8; 8192];
@@ -171,10 +245,24 @@ impl Conn {
             }
         }
     }
+
+    /// Sends `request`; an error naming `what` unless the answer is 200.
+    pub async fn expect_ok(&mut self, request: &str, what: &str) -> Result<(), String> {
+        match self.exchange(request.as_bytes()).await? {
+            200 => Ok(()),
+            status => Err(format!("{what}: HTTP {status}: {}", self.body())),
+        }
+    }
+
+    /// The last response's body (raw: a chunked body keeps its framing).
+    pub fn body(&self) -> String {
+        let (start, end) = self.body;
+        String::from_utf8_lossy(&self.buf[start..end.min(self.buf.len())]).into_owned()
+    }
 }
 
-/// If `buf` holds a whole response: its status and length.
-fn complete(buf: &[u8]) -> Result<Option<(u16, usize)>, String> {
+/// If `buf` holds a whole response: its status, and where its body starts and ends.
+fn complete(buf: &[u8]) -> Result<Option<(u16, usize, usize)>, String> {
     let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
         return Ok(None);
     };
@@ -191,28 +279,43 @@ fn complete(buf: &[u8]) -> Result<Option<(u16, usize)>, String> {
         .find_map(|l| l.strip_prefix("content-length:"))
     {
         let len: usize = len.trim().parse().map_err(|_| "bad content-length")?;
-        return Ok((buf.len() >= body_start + len).then_some((status, body_start + len)));
+        let end = body_start + len;
+        return Ok((buf.len() >= end).then_some((status, body_start, end)));
     }
     if lower.contains("transfer-encoding: chunked") {
         return Ok(buf[body_start..]
             .windows(5)
             .position(|w| w == b"0\r\n\r\n")
-            .map(|p| (status, body_start + p + 5)));
+            .map(|p| (status, body_start, body_start + p + 5)));
     }
-    Ok(Some((status, body_start)))
+    Ok(Some((status, body_start, body_start)))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::complete;
+    use super::{complete, instance_addr};
 
     #[test]
     fn parses_content_length_and_chunked() {
         let r = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ntrue";
-        assert_eq!(complete(r).expect("valid"), Some((200, r.len())));
+        assert_eq!(
+            complete(r).expect("valid"),
+            Some((200, r.len() - 4, r.len()))
+        );
         assert_eq!(complete(&r[..r.len() - 1]).expect("valid"), None);
         let c =
             b"HTTP/1.1 404 Not Found\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
-        assert_eq!(complete(c).expect("valid"), Some((404, c.len())));
+        assert_eq!(
+            complete(c).expect("valid").map(|(s, _, e)| (s, e)),
+            Some((404, c.len()))
+        );
+    }
+
+    #[test]
+    fn instance_addresses_are_distinct() {
+        let mut seen = std::collections::BTreeSet::new();
+        for n in (0..200_000).chain(14_999_000..15_000_000) {
+            assert!(seen.insert(instance_addr(n)), "{n}");
+        }
     }
 }
