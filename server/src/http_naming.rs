@@ -77,7 +77,7 @@ struct Counted {
 
 /// Recent instance counts, by member (its Distro name) and service.
 // TODO(server): a field of `NamingApi` once main.rs builds it through a constructor; not
-// needed at all once Distro counts a service's instances in O(log n).
+// needed at all once `Distro::instance_count` is O(log n) (a count kept per service).
 static INSTANCE_COUNTS: Mutex<BTreeMap<(String, ServiceKey), Counted>> =
     Mutex::new(BTreeMap::new());
 
@@ -398,42 +398,34 @@ impl NamingApi {
         }
     }
 
-    /// How many instances `key` has here (persistent ones and the Distro clients with an
-    /// instance in it), without copying them.
+    /// How many instances `key` has here (persistent ones and those the Distro clients
+    /// publish, a copy per client), without copying them.
     pub fn instance_count(&self, key: &ServiceKey) -> usize {
         let persistent = {
             let state = self.cp.state();
             let state = state.read().expect("state lock poisoned");
             state.naming.instances.get(key).map_or(0, BTreeMap::len)
         };
-        // TODO(engine): `Distro::instance_count(service)` (the size of its per-service client
-        // set) would make this O(log n); until then every client is looked at once.
-        let ephemeral = self.distro.read(|d| {
-            d.client_ids()
-                .iter()
-                .filter(|id| d.client(id).is_some_and(|c| c.instances.contains_key(key)))
-                .count()
-        });
-        persistent + ephemeral
+        persistent + self.distro.read(|d| d.instance_count(key))
     }
 
     /// Refuses a new instance in a full service (`limits::INSTANCES_PER_SERVICE_MAX`). The
     /// Distro client `client_id` (`ip:port#true` of an HTTP client, or a gRPC connection id)
     /// that already has an instance in the service may always re-register it.
     pub fn check_instance_room(&self, key: &ServiceKey, client_id: &str) -> Result<(), Reject> {
-        let present = self.distro.read(|d| {
-            d.client(client_id)
-                .is_some_and(|c| c.instances.contains_key(key))
-        });
+        let present = self
+            .distro
+            .read(|d| d.client(client_id).is_some_and(|c| c.publishes(key)));
         if present {
             return Ok(());
         }
         self.admit_new_instance(key)
     }
 
-    /// Admits one new instance into `key` unless the service is full. The exact count costs a
-    /// look at every client, so it is taken at most once per `INSTANCE_COUNT_FRESH_MS` per
-    /// service; in between, the instances admitted here are added to it. The bound is
+    /// Admits one new instance into `key` unless the service is full. The exact count looks
+    /// at every client of the service, so it is taken at most once per
+    /// `INSTANCE_COUNT_FRESH_MS` per service; in between, the instances admitted here are
+    /// added to it. The bound is
     /// therefore soft: by what arrives in that time from elsewhere (Distro syncs of other
     /// members' registrations) and by the registrations admitted but not yet applied when the
     /// count is taken; and a service that just shrank may be refused for that long.

@@ -7,8 +7,8 @@
 //! | limit | value | checked by |
 //! |---|---|---|
 //! | metadata of an instance or service | 1024 UTF-16 units of keys + values | `check_metadata` |
-//! | raw `metadata` parameter (text form, before parsing) | 16 KiB | `http_naming::parse_metadata` |
-//! | instances of one service | 10,000 | `check_instance_count` |
+//! | raw `metadata` parameter (text) | 16 KiB | `http_naming::parse_metadata` |
+//! | instances of one service | 10,000 | `http_naming::NamingApi::check_instance_room` |
 //! | configs named by one listen request | 10,000 | `check_listeners` (HTTP: the engine's parser) |
 //! | JSON nesting of a request body or JSON parameter | 16 levels | `check_json_depth` |
 //! | dataId / group of a config | 256 / 128 UTF-16 units | `check_config_key` |
