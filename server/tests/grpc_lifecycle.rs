@@ -360,3 +360,79 @@ async fn next_request(raw: &mut Raw) -> Payload {
         return p;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_answer_typed_errors_and_the_connection_stays() {
+    let nacre = start("grpc-limits");
+    let port = nacre.port;
+    let mut raw = Raw::connect(port, "naming").await;
+    // A body nested deeper than the bound: refused before parsing, as a 502 ErrorResponse.
+    let mut deep = json!("leaf");
+    for _ in 0..40 {
+        deep = json!([deep]);
+    }
+    let r = raw
+        .call(
+            "ServiceQueryRequest",
+            json!({"serviceName": "s", "x": deep}),
+        )
+        .await;
+    assert_eq!(r.0, "ErrorResponse", "{r:?}");
+    assert_eq!(r.1["errorCode"], 502, "{r:?}");
+    assert!(
+        r.1["message"].as_str().unwrap_or("").contains("nest"),
+        "{r:?}"
+    );
+    // Metadata over 1024 characters: the instance is refused with 400.
+    let big: String = "m".repeat(1_100);
+    let r = raw
+        .call(
+            "InstanceRequest",
+            json!({
+                "type": "registerInstance",
+                "serviceName": "limited",
+                "instance": {"ip": "127.0.0.21", "port": 80, "metadata": {"k": big}},
+            }),
+        )
+        .await;
+    assert_eq!(
+        (r.0.as_str(), &r.1["errorCode"]),
+        ("InstanceResponse", &json!(400)),
+        "{r:?}"
+    );
+    assert_eq!(listed(port, "limited"), 0);
+    // A batch listen naming more configs than one request may.
+    let contexts: Vec<Value> = (0..=nacre_server::limits::LISTENERS_PER_REQUEST_MAX)
+        .map(|i| json!({"dataId": format!("d{i}"), "group": "G", "md5": ""}))
+        .collect();
+    let r = raw
+        .call(
+            "ConfigBatchListenRequest",
+            json!({"listen": true, "configListenContexts": contexts}),
+        )
+        .await;
+    assert_eq!(
+        (r.0.as_str(), &r.1["errorCode"]),
+        ("ConfigChangeBatchListenResponse", &json!(400)),
+        "{r:?}"
+    );
+    // A batch larger than a service may hold.
+    let instances: Vec<Value> = (0..=nacre_server::limits::INSTANCES_PER_SERVICE_MAX)
+        .map(|i| json!({"ip": format!("127.1.{}.{}", i / 250, i % 250), "port": 80}))
+        .collect();
+    let r = raw
+        .call(
+            "BatchInstanceRequest",
+            json!({"type": "batchRegisterInstance", "serviceName": "flood", "instances": instances}),
+        )
+        .await;
+    assert_eq!(
+        (r.0.as_str(), &r.1["errorCode"]),
+        ("BatchInstanceResponse", &json!(400)),
+        "{r:?}"
+    );
+    assert_eq!(listed(port, "flood"), 0);
+    // The connection still works.
+    raw.register("fine", "127.0.0.22").await;
+    assert_eq!(listed(port, "fine"), 1);
+}

@@ -26,6 +26,7 @@ use crate::http_naming::{
     check_beat_metadata, check_cluster, check_ip, check_namespace, instance_json, service_key,
     service_page, Fail,
 };
+use crate::limits::{check_config_key, check_instance_count, check_listeners, check_metadata};
 use crate::SystemClock;
 
 /// Nacos error codes used on the gRPC path (§4.3).
@@ -167,6 +168,7 @@ pub fn parse_instance(v: &Value, ephemeral: bool) -> Result<Instance, Refusal> {
         metadata: j.metadata.unwrap_or_default(),
     };
     check_beat_metadata(&instance)?;
+    check_metadata(&instance.metadata)?;
     Ok(instance)
 }
 
@@ -191,6 +193,7 @@ async fn instance(grpc: &Grpc, conn: &Conn, body: &Value) -> Result<Value, Refus
         "registerInstance" => {
             let instance = parse_instance(body.get("instance").unwrap_or(&Value::Null), true)?;
             grpc.naming.check_ephemeral_allowed(&key)?;
+            grpc.naming.check_instance_room(&key, &conn.id)?;
             NamingRequest::Register {
                 conn: conn.id.clone(),
                 service: key,
@@ -251,6 +254,11 @@ async fn batch_instance(grpc: &Grpc, conn: &Conn, body: &Value) -> Result<Value,
         .map(|i| parse_instance(i, true))
         .collect::<Result<Vec<Instance>, Refusal>>()?;
     grpc.naming.check_ephemeral_allowed(&key)?;
+    if let Some(last) = instances.len().checked_sub(1) {
+        // The batch alone must fit, and a connection new to the service needs room.
+        check_instance_count(&key, last)?;
+        grpc.naming.check_instance_room(&key, &conn.id)?;
+    }
     let request = NamingRequest::RegisterBatch {
         conn: conn.id.clone(),
         service: key,
@@ -448,11 +456,13 @@ pub fn config_key(body: &Value) -> Result<ConfigKey, Refusal> {
     validate_tenant(tenant.trim())?;
     validate_data_id(str_field(body, "dataId"))?;
     validate_group(str_field(body, "group"))?;
-    Ok(ConfigKey::new(
+    let key = ConfigKey::new(
         &normalize_tenant(tenant),
         str_field(body, "group"),
         str_field(body, "dataId"),
-    ))
+    );
+    check_config_key(&key)?;
+    Ok(key)
 }
 
 fn query_config(grpc: &Grpc, body: &Value) -> Result<Value, Refusal> {
@@ -528,6 +538,7 @@ fn listen_configs(grpc: &Grpc, conn: &Conn, body: &Value) -> Result<Value, Refus
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
+    check_listeners(contexts.len())?;
     let mut changed = Vec::new();
     let mut listens = conn.listens.lock().expect("listens");
     for c in &contexts {

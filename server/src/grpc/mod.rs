@@ -168,8 +168,12 @@ pub fn failure(type_name: &str, code: i64, message: &str) -> Payload {
     )
 }
 
-/// The JSON object a request payload carries, or the 502 message (§4.4 step f).
+/// The JSON object a request payload carries, or the 502 message (§4.4 step f). Bodies nested
+/// deeper than `limits::JSON_DEPTH_MAX` are refused before they are parsed.
 pub fn request_body(payload: &Payload) -> Result<Value, String> {
+    if let Some(a) = &payload.body {
+        crate::limits::check_json_depth(&a.value).map_err(|e| e.to_string())?;
+    }
     match payload
         .body
         .as_ref()
