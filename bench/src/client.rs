@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::load::{Failure, Workload};
+use crate::load::{Failure, Workload, REQUEST_TIMEOUT};
 
 /// Path of the config API.
 pub const CONFIGS: &str = "/nacos/v1/cs/configs";
@@ -85,7 +85,7 @@ impl HttpKind {
         match self {
             HttpKind::ConfigGet { keys } => (
                 "config-get",
-                format!("config get, {keys} keys"),
+                format!("config get, {keys} key{}", if keys == 1 { "" } else { "s" }),
                 Some("ceiling"),
             ),
             HttpKind::ConfigPublish { keys } => (
@@ -203,23 +203,41 @@ pub struct Conn {
     buf: Vec<u8>,
     /// Where the last response's body lies in `buf`.
     body: (usize, usize),
+    /// An exchange failed or was cut short: the stream's state is unknown.
+    broken: bool,
 }
 
 impl Conn {
     pub async fn connect(addr: SocketAddr) -> Result<Conn, String> {
-        let stream = TcpStream::connect(addr)
+        let stream = tokio::time::timeout(REQUEST_TIMEOUT, TcpStream::connect(addr))
             .await
+            .map_err(|_| format!("connect {addr}: timed out"))?
             .map_err(|e| format!("connect {addr}: {e}"))?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
         Ok(Conn {
             stream,
             buf: Vec::with_capacity(4096),
             body: (0, 0),
+            broken: false,
         })
     }
 
     /// Sends one request and reads one whole response (Content-Length or chunked); the status.
+    /// Bounded by `REQUEST_TIMEOUT`; after any error the connection is unusable (a late answer
+    /// could be taken for the next one's) and every further call fails.
     pub async fn exchange(&mut self, request: &[u8]) -> Result<u16, String> {
+        if self.broken {
+            return Err("connection unusable after an error".into());
+        }
+        self.broken = true;
+        let status = tokio::time::timeout(REQUEST_TIMEOUT, self.exchange_once(request))
+            .await
+            .map_err(|_| format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()))??;
+        self.broken = false;
+        Ok(status)
+    }
+
+    async fn exchange_once(&mut self, request: &[u8]) -> Result<u16, String> {
         self.stream
             .write_all(request)
             .await

@@ -31,7 +31,7 @@ use tonic::codegen::http;
 use tonic::codegen::http::uri::PathAndQuery;
 
 use crate::client::instance_addr;
-use crate::load::{Failure, Workload};
+use crate::load::{Failure, Workload, REQUEST_TIMEOUT};
 use crate::report::now;
 
 /// The SDK port is the HTTP port plus this (wire reference §1.1).
@@ -40,6 +40,8 @@ pub const GRPC_PORT_OFFSET: u16 = 1000;
 const SETUP_ACK_WAIT: Duration = Duration::from_secs(5);
 /// Connecting the transport.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Opening a whole SDK connection: transport, check, stream, setup acknowledgement.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
 /// Pushes held for the owner before further ones are dropped (they are still acknowledged).
 const PUSH_BACKLOG: usize = 4096;
 /// Version the setup reports.
@@ -157,8 +159,20 @@ impl GrpcConn {
         })
     }
 
-    /// An SDK connection of `module` (`naming` or `config`), set up and acknowledged.
+    /// An SDK connection of `module` (`naming` or `config`), set up and acknowledged, within
+    /// `OPEN_TIMEOUT`.
     pub async fn open(addr: SocketAddr, module: &str) -> Result<GrpcConn, String> {
+        tokio::time::timeout(OPEN_TIMEOUT, GrpcConn::open_unbounded(addr, module))
+            .await
+            .map_err(|_| {
+                format!(
+                    "{addr}: no connection set up within {} s",
+                    OPEN_TIMEOUT.as_secs()
+                )
+            })?
+    }
+
+    async fn open_unbounded(addr: SocketAddr, module: &str) -> Result<GrpcConn, String> {
         let mut conn = GrpcConn::plain(addr).await?;
         let check = conn
             .call("ServerCheckRequest", json!({}))
@@ -252,14 +266,16 @@ impl GrpcConn {
             .ready()
             .await
             .map_err(|e| Failure::transport(format!("transport: {e}")))?;
-        let response = self
-            .grpc
-            .unary(
-                tonic::Request::new(payload(type_name, &body)),
-                PathAndQuery::from_static("/Request/request"),
-                ProstCodec::<Payload, Payload>::default(),
-            )
+        let call = self.grpc.unary(
+            tonic::Request::new(payload(type_name, &body)),
+            PathAndQuery::from_static("/Request/request"),
+            ProstCodec::<Payload, Payload>::default(),
+        );
+        let response = tokio::time::timeout(REQUEST_TIMEOUT, call)
             .await
+            .map_err(|_| {
+                Failure::transport(format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()))
+            })?
             .map_err(|s| Failure::transport(format!("status {:?}: {}", s.code(), s.message())))?
             .into_inner();
         let answer = body_json(&response);

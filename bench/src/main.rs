@@ -51,6 +51,9 @@ struct Cli {
     /// PIDs of the server processes (comma-separated), to report their RSS and CPU time.
     #[arg(long, global = true, value_delimiter = ',')]
     server_pid: Vec<u32>,
+    /// Name the report this way instead of after the workload (e.g. to mark cluster runs).
+    #[arg(long, global = true)]
+    label: Option<String>,
 }
 
 /// The server's HTTP address (its gRPC SDK port is this port + 1000).
@@ -225,11 +228,14 @@ async fn main() {
         Ok(None) => return,
         Err(e) => fail(&e),
     };
-    let report = if report.workload == "failover" {
+    let mut report = if report.workload == "failover" {
         report
     } else {
         report.with_servers(&cli.server_pid, &before)
     };
+    if let Some(label) = cli.label {
+        report.name = label;
+    }
     if cli.json {
         println!("{}", report.json());
     } else {

@@ -278,6 +278,34 @@ pub fn summary(files: &[PathBuf]) -> Result<String, String> {
             r.errors
         ));
     }
+    let mut notes = String::new();
+    for r in &reports {
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(cpu) = r.server_cpu_run_s {
+            parts.push(format!("server CPU {cpu:.1} s during {:.1} s", r.seconds));
+        }
+        if let Some(before) = r.server_rss_before_kb {
+            parts.push(format!("RSS before {:.1} MB", before as f64 / 1024.0));
+        }
+        parts.extend(
+            r.error_kinds
+                .iter()
+                .map(|(k, n)| format!("error ×{n}: {k}")),
+        );
+        parts.extend(r.detail.iter().map(|(k, v)| format!("{k} {v}")));
+        if !parts.is_empty() {
+            notes.push_str(&format!(
+                "- {} ({}): {}\n",
+                r.name,
+                r.target,
+                parts.join("; ")
+            ));
+        }
+    }
+    if !notes.is_empty() {
+        s.push('\n');
+        s.push_str(&notes);
+    }
     Ok(s)
 }
 
