@@ -5,7 +5,11 @@
 //!   differs changes nothing, and a CAS publish of an absent config inserts it (Nacos).
 //! - Every change appends a history row (`I`, `U`, `D`), bounded per key.
 //! - The md5 is the lowercase hex MD5 of the UTF-8 content, as Nacos computes it.
+//! - Gray items (beta, tag) live in their own table beside the main items (`gray.rs`).
+//! - Every change that listeners may need to hear is reported with the result of its apply
+//!   (`apply_with_change`), main and gray alike.
 
+pub mod gray;
 pub mod listen;
 pub mod validate;
 
@@ -15,6 +19,8 @@ use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Fnv64;
+pub use gray::{beta_contains, Effective, EffectiveConfig, GrayItem, GrayName, GrayRule, TagQuery};
+use listen::ConfigChange;
 
 /// History rows kept per config (the oldest are dropped first).
 pub const HISTORY_PER_KEY_MAX: usize = 64;
@@ -142,7 +148,8 @@ impl PublishConfig {
     }
 }
 
-/// A replicated config command.
+/// A replicated config command. Variants are encoded by their index in the Raft log: new ones
+/// go at the end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConfigCommand {
     Publish(PublishConfig),
@@ -151,6 +158,92 @@ pub enum ConfigCommand {
         src_user: String,
         src_ip: String,
     },
+    /// Writes the gray item of `rule` (beta or tag); the main item is untouched. CAS compares
+    /// with that gray item's md5. A blank rule makes this a plain `Publish` (Nacos's dispatch).
+    PublishGray {
+        rule: GrayRule,
+        publish: PublishConfig,
+    },
+    /// Removes one gray item: a remove with a tag, or "stop beta". A blank tag makes this a
+    /// plain `Remove` (Nacos's dispatch).
+    RemoveGray {
+        key: ConfigKey,
+        name: GrayName,
+        src_user: String,
+        src_ip: String,
+    },
+}
+
+impl ConfigCommand {
+    /// The command a Nacos publish makes: non-blank `betaIps` writes the beta item (a tag is
+    /// then ignored), else a non-blank `tag` writes that tag's item, else the main item.
+    pub fn publish_with(
+        publish: PublishConfig,
+        beta_ips: Option<&str>,
+        tag: Option<&str>,
+    ) -> ConfigCommand {
+        match GrayRule::from_publish(beta_ips, tag) {
+            Some(rule) => ConfigCommand::PublishGray { rule, publish },
+            None => ConfigCommand::Publish(publish),
+        }
+    }
+
+    /// The command a Nacos delete makes: with a non-blank `tag` it removes that tag's item
+    /// only, else the main item (gray items stay).
+    pub fn remove_with(
+        key: ConfigKey,
+        tag: Option<&str>,
+        src_user: impl Into<String>,
+        src_ip: impl Into<String>,
+    ) -> ConfigCommand {
+        let (src_user, src_ip) = (src_user.into(), src_ip.into());
+        match tag.filter(|t| !gray::is_blank(t)) {
+            Some(tag) => ConfigCommand::RemoveGray {
+                key,
+                name: GrayName::Tag(tag.into()),
+                src_user,
+                src_ip,
+            },
+            None => ConfigCommand::Remove {
+                key,
+                src_user,
+                src_ip,
+            },
+        }
+    }
+
+    /// Nacos's "stop beta" (`DELETE /v1/cs/configs?beta=true`): removes the beta item.
+    pub fn stop_beta(
+        key: ConfigKey,
+        src_user: impl Into<String>,
+        src_ip: impl Into<String>,
+    ) -> ConfigCommand {
+        ConfigCommand::RemoveGray {
+            key,
+            name: GrayName::Beta,
+            src_user: src_user.into(),
+            src_ip: src_ip.into(),
+        }
+    }
+
+    /// An estimate of the command's encoded size for batching decisions: its potentially
+    /// large strings plus a fixed allowance for the rest.
+    pub fn approx_bytes(&self) -> usize {
+        let publish = |p: &PublishConfig| {
+            p.content.len() + p.desc.len() + p.tags.len() + p.encrypted_data_key.len() + 512
+        };
+        match self {
+            ConfigCommand::Publish(p) => publish(p),
+            ConfigCommand::PublishGray { rule, publish: p } => {
+                let rule_bytes = match rule {
+                    GrayRule::Beta { ips } => ips.len(),
+                    GrayRule::Tag { tag } => tag.len(),
+                };
+                publish(p) + rule_bytes
+            }
+            ConfigCommand::Remove { .. } | ConfigCommand::RemoveGray { .. } => 256,
+        }
+    }
 }
 
 /// What applying a config command did.
@@ -198,6 +291,9 @@ pub struct ConfigStore {
     history: BTreeMap<ConfigKey, VecDeque<HistoryEntry>>,
     next_id: u64,
     next_nid: u64,
+    /// Gray items (beta, tags) per config; never an empty inner map.
+    grays: BTreeMap<ConfigKey, BTreeMap<GrayName, GrayItem>>,
+    next_gray_id: u64,
 }
 
 /// Lowercase hex MD5 of the UTF-8 bytes of `content`.
@@ -251,23 +347,51 @@ impl ConfigStore {
 
     /// Applies one command at log index `revision`.
     pub fn apply(&mut self, revision: u64, now_ms: u64, cmd: &ConfigCommand) -> ConfigApplied {
+        self.apply_with_change(revision, now_ms, cmd).0
+    }
+
+    /// Applies one command at log index `revision`; also the change listeners must hear, if any
+    /// (a main change, or a gray change with the clients it may concern).
+    pub fn apply_with_change(
+        &mut self,
+        revision: u64,
+        now_ms: u64,
+        cmd: &ConfigCommand,
+    ) -> (ConfigApplied, Option<ConfigChange>) {
         match cmd {
             ConfigCommand::Publish(p) => self.publish(revision, now_ms, p),
+            ConfigCommand::PublishGray { rule, publish } if rule.is_blank() => {
+                self.publish(revision, now_ms, publish)
+            }
+            ConfigCommand::PublishGray { rule, publish } => {
+                self.publish_gray(revision, now_ms, rule, publish)
+            }
             ConfigCommand::Remove {
                 key,
                 src_user,
                 src_ip,
             } => self.remove(now_ms, key, src_user, src_ip),
+            ConfigCommand::RemoveGray {
+                key,
+                name: GrayName::Tag(tag),
+                src_user,
+                src_ip,
+            } if gray::is_blank(tag) => self.remove(now_ms, key, src_user, src_ip),
+            ConfigCommand::RemoveGray { key, name, .. } => self.remove_gray(key, name),
         }
     }
 
-    fn publish(&mut self, revision: u64, now_ms: u64, p: &PublishConfig) -> ConfigApplied {
+    fn publish(
+        &mut self,
+        revision: u64,
+        now_ms: u64,
+        p: &PublishConfig,
+    ) -> (ConfigApplied, Option<ConfigChange>) {
         let existing = self.items.get(&p.key);
         if let (Some(cas), Some(cur)) = (&p.cas_md5, existing) {
             if *cas != cur.md5 {
-                return ConfigApplied::CasMismatch {
-                    current_md5: cur.md5.clone(),
-                };
+                let current_md5 = cur.md5.clone();
+                return (ConfigApplied::CasMismatch { current_md5 }, None);
             }
         }
         let (id, created_ms, op) = match existing {
@@ -277,12 +401,31 @@ impl ConfigStore {
                 (self.next_id, now_ms, OpType::Insert)
             }
         };
-        let md5 = md5_hex(&p.content);
-        let item = ConfigItem {
+        let item = Self::item_of(p, id, created_ms, now_ms, revision);
+        let md5 = item.md5.clone();
+        self.record(&item, op, now_ms);
+        self.items.insert(p.key.clone(), item);
+        let change = ConfigChange {
+            key: p.key.clone(),
+            md5: md5.clone(),
+            gray: None,
+        };
+        (ConfigApplied::Published { md5 }, Some(change))
+    }
+
+    /// The item a publish stores.
+    fn item_of(
+        p: &PublishConfig,
+        id: u64,
+        created_ms: u64,
+        now_ms: u64,
+        revision: u64,
+    ) -> ConfigItem {
+        ConfigItem {
             id,
             key: p.key.clone(),
             content: p.content.clone(),
-            md5: md5.clone(),
+            md5: md5_hex(&p.content),
             config_type: if p.config_type.is_empty() {
                 "text".into()
             } else {
@@ -297,10 +440,7 @@ impl ConfigStore {
             created_ms,
             modified_ms: now_ms,
             revision,
-        };
-        self.record(&item, op, now_ms);
-        self.items.insert(p.key.clone(), item);
-        ConfigApplied::Published { md5 }
+        }
     }
 
     fn remove(
@@ -309,14 +449,19 @@ impl ConfigStore {
         key: &ConfigKey,
         src_user: &str,
         src_ip: &str,
-    ) -> ConfigApplied {
+    ) -> (ConfigApplied, Option<ConfigChange>) {
         let Some(mut item) = self.items.remove(key) else {
-            return ConfigApplied::Removed { existed: false };
+            return (ConfigApplied::Removed { existed: false }, None);
         };
         item.src_user = src_user.into();
         item.src_ip = src_ip.into();
         self.record(&item, OpType::Delete, now_ms);
-        ConfigApplied::Removed { existed: true }
+        let change = ConfigChange {
+            key: key.clone(),
+            md5: String::new(),
+            gray: None,
+        };
+        (ConfigApplied::Removed { existed: true }, Some(change))
     }
 
     fn record(&mut self, item: &ConfigItem, op_type: OpType, now_ms: u64) {
@@ -424,7 +569,8 @@ impl ConfigStore {
         dropped
     }
 
-    /// A digest of every config's key, md5 and revision; equal on converged replicas.
+    /// A digest of every config's key, md5 and revision, then of every gray item's key, name,
+    /// md5, beta IPs and revision; equal on converged replicas.
     pub fn digest(&self) -> u64 {
         let mut h = Fnv64::default();
         for (k, v) in &self.items {
@@ -434,6 +580,7 @@ impl ConfigStore {
             }
             h.write_u64(v.revision);
         }
+        self.digest_grays(&mut h);
         h.finish()
     }
 
@@ -451,27 +598,37 @@ impl ConfigStore {
                 "nid above the counter"
             );
         }
+        self.check_gray_invariants();
     }
 
-    /// The md5 changes that turn this table into `newer` (`""` for a removed key), in key
-    /// order: what listeners must hear when a snapshot replaces the table.
-    pub fn md5_changes(&self, newer: &ConfigStore) -> Vec<listen::ConfigChange> {
+    /// The md5 changes that turn this table into `newer` (`""` for a removed item), in key
+    /// order, a key's main change before its gray ones: what listeners must hear when a
+    /// snapshot replaces the table. A gray item counts as changed when its md5 or its rule did.
+    pub fn md5_changes(&self, newer: &ConfigStore) -> Vec<ConfigChange> {
         let mut out = Vec::new();
         for (key, item) in &newer.items {
             if self.items.get(key).is_none_or(|old| old.md5 != item.md5) {
-                out.push(listen::ConfigChange {
+                out.push(ConfigChange {
                     key: key.clone(),
                     md5: item.md5.clone(),
+                    gray: None,
                 });
             }
         }
         for key in self.items.keys().filter(|k| !newer.items.contains_key(*k)) {
-            out.push(listen::ConfigChange {
+            out.push(ConfigChange {
                 key: key.clone(),
                 md5: String::new(),
+                gray: None,
             });
         }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
+        self.gray_changes(newer, &mut out);
+        // Stable: a key's gray changes stay in name order after its main change.
+        out.sort_by(|a, b| {
+            a.key
+                .cmp(&b.key)
+                .then(a.gray.is_some().cmp(&b.gray.is_some()))
+        });
         out
     }
 }

@@ -19,7 +19,7 @@ use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState, SnapshotPolicy};
 
 use crate::config::listen::ConfigChange;
-use crate::config::{ConfigItem, ConfigKey};
+use crate::config::{ConfigItem, ConfigKey, EffectiveConfig, GrayItem, GrayName, TagQuery};
 use crate::constants::*;
 use crate::error::{Fatal, Reject};
 use crate::naming::distro::{DistroReply, NamingError};
@@ -206,6 +206,47 @@ impl CpNode {
             .expect("state lock poisoned")
             .configs
             .get(key)
+            .cloned()
+    }
+
+    /// What the client at `client_ip` asking with `tag` is served for `key` (main, beta or tag
+    /// item), from the local replica; `None` is "config data not exist".
+    pub fn get_effective_local(
+        &self,
+        key: &ConfigKey,
+        client_ip: &str,
+        tag: TagQuery<'_>,
+    ) -> Option<EffectiveConfig> {
+        self.state
+            .read()
+            .expect("state lock poisoned")
+            .configs
+            .effective(key, client_ip, tag)
+            .map(|e| e.to_config())
+    }
+
+    /// The md5 a listening client at `client_ip` with `vipserver_tag` is compared with, from
+    /// the local replica (`""` when it is served nothing).
+    pub fn effective_md5_local(
+        &self,
+        key: &ConfigKey,
+        client_ip: &str,
+        vipserver_tag: Option<&str>,
+    ) -> String {
+        self.state
+            .read()
+            .expect("state lock poisoned")
+            .configs
+            .effective_md5(key, client_ip, vipserver_tag)
+    }
+
+    /// One gray item of `key` from the local replica (the console's beta view).
+    pub fn get_gray_local(&self, key: &ConfigKey, name: &GrayName) -> Option<GrayItem> {
+        self.state
+            .read()
+            .expect("state lock poisoned")
+            .configs
+            .gray(key, name)
             .cloned()
     }
 

@@ -9,7 +9,14 @@
 //! - `changed` compares each client md5 with the server's (a missing config has md5 `""`).
 //! - `encode_changed` builds the answer body: `URLEncoder.encode(joined)` plus a line break.
 //! - `hold_ms` turns the `Long-Pulling-Timeout` header into the hold time.
-//! - `Watch::on_change` decides whether one applied change answers a held poll.
+//! - `Watch::on_change` decides whether one applied change answers a held poll;
+//!   `Watch::on_change_with` does so exactly for a client that may be served gray items,
+//!   comparing with the md5 it is served (`ConfigStore::effective_md5`).
+//! - `ConfigChange::concerns` says whether a change may alter what one client is served: a
+//!   main change concerns every listener of the key, a beta change the IPs of the old and new
+//!   beta lists, a tag change the clients listening with that `Vipserver-Tag`
+//!   (`LongPollingService.DataChangeTask`, `RpcConfigChangeNotifier` filter by tag; Nacos
+//!   wakes every listener on a beta change, where we wake only its IPs).
 //!
 //! What must stay true: parsing never panics (any input gives entries or a `Reject`); at most
 //! `LISTEN_RECORDS_MAX` distinct keys are accepted; a change whose md5 equals the client's does
@@ -56,11 +63,38 @@ pub struct ListenEntry {
     pub md5: String,
 }
 
-/// One applied change of a config: its key and its new md5 (`""` once removed).
+/// One applied change of a config: its key and the new md5 of the item that changed (`""` once
+/// removed). `gray` is `None` for the main item; for a gray item it names the clients that may
+/// be served something different now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigChange {
     pub key: ConfigKey,
     pub md5: String,
+    pub gray: Option<GrayAudience>,
+}
+
+/// The clients a gray change may concern.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GrayAudience {
+    /// The beta item changed (published, its IPs changed, or stopped): the clients whose IP is
+    /// in `ips`, the union of its old and new IP lists.
+    Beta { ips: Vec<String> },
+    /// The item of `tag` changed: the clients listening with this `Vipserver-Tag`.
+    Tag { tag: String },
+}
+
+impl ConfigChange {
+    /// Whether this change may alter what a client at `client_ip` listening with
+    /// `vipserver_tag` is served for the key (the caller checks that it listens to the key).
+    pub fn concerns(&self, client_ip: &str, vipserver_tag: Option<&str>) -> bool {
+        match &self.gray {
+            None => true,
+            Some(GrayAudience::Beta { ips }) => {
+                !client_ip.is_empty() && ips.iter().any(|ip| ip == client_ip)
+            }
+            Some(GrayAudience::Tag { tag }) => vipserver_tag == Some(tag.as_str()),
+        }
+    }
 }
 
 fn invalid(message: &str) -> Reject {
@@ -231,31 +265,76 @@ pub fn hold_ms(header: Option<&str>) -> Option<u64> {
     Some(hold.clamp(LONG_POLL_HOLD_MIN_MS, LONG_POLL_HOLD_MAX_MS))
 }
 
-/// The keys one held poll watches, with the md5 its client holds.
+/// The keys one held poll watches, with the md5 its client holds, and who the client is (its
+/// IP and `Vipserver-Tag`, to tell which gray changes concern it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Watch {
     md5s: BTreeMap<ConfigKey, String>,
+    client_ip: String,
+    vipserver_tag: Option<String>,
 }
 
 impl Watch {
-    /// A watch over `entries`.
+    /// A watch over `entries` for a client that no gray change concerns.
     pub fn new(entries: &[ListenEntry]) -> Watch {
+        Watch::for_client(entries, "", None)
+    }
+
+    /// A watch over `entries` for the client at `client_ip` listening with `vipserver_tag`.
+    pub fn for_client(
+        entries: &[ListenEntry],
+        client_ip: &str,
+        vipserver_tag: Option<&str>,
+    ) -> Watch {
         Watch {
             md5s: entries
                 .iter()
                 .map(|e| (e.key.clone(), e.md5.clone()))
                 .collect(),
+            client_ip: client_ip.to_string(),
+            vipserver_tag: vipserver_tag
+                .filter(|t| !super::gray::is_blank(t))
+                .map(str::to_string),
         }
     }
 
-    /// The entry to answer with if `change` concerns a watched key and differs from the
-    /// client's md5.
-    pub fn on_change(&self, change: &ConfigChange) -> Option<ListenEntry> {
+    /// The watched entry `change` may concern, if any.
+    fn concerned(&self, change: &ConfigChange) -> Option<&String> {
         let md5 = self.md5s.get(&change.key)?;
-        (*md5 != change.md5).then(|| ListenEntry {
+        change
+            .concerns(&self.client_ip, self.vipserver_tag.as_deref())
+            .then_some(md5)
+    }
+
+    /// The entry to answer with if `change` concerns a watched key and its md5 differs from
+    /// the client's. A gray change that concerns the client answers without comparing (its md5
+    /// need not be what the client is served; Nacos answers such polls unconditionally).
+    pub fn on_change(&self, change: &ConfigChange) -> Option<ListenEntry> {
+        let md5 = self.concerned(change)?;
+        (change.gray.is_some() || *md5 != change.md5).then(|| ListenEntry {
             key: change.key.clone(),
             md5: md5.clone(),
         })
+    }
+
+    /// Like `on_change`, exactly: the entry to answer with if `change` concerns a watched key
+    /// and the md5 the client is served now (`served_md5`, e.g. `ConfigStore::effective_md5`
+    /// for this watch's client) differs from the client's.
+    pub fn on_change_with(
+        &self,
+        change: &ConfigChange,
+        served_md5: impl FnOnce(&ConfigKey) -> String,
+    ) -> Option<ListenEntry> {
+        let md5 = self.concerned(change)?;
+        (*md5 != served_md5(&change.key)).then(|| ListenEntry {
+            key: change.key.clone(),
+            md5: md5.clone(),
+        })
+    }
+
+    /// The client's IP and `Vipserver-Tag` (for `ConfigStore::effective_md5`).
+    pub fn client(&self) -> (&str, Option<&str>) {
+        (&self.client_ip, self.vipserver_tag.as_deref())
     }
 
     /// The watched entries, in key order (to re-check them all after missing changes).
@@ -382,6 +461,7 @@ mod tests {
         let change = |d: &str, md5: &str| ConfigChange {
             key: ConfigKey::new("", "g", d),
             md5: md5.into(),
+            gray: None,
         };
         assert_eq!(w.on_change(&change("a", "m1")), None);
         assert_eq!(w.on_change(&change("b", "m9")), None);
@@ -389,6 +469,60 @@ mod tests {
             w.on_change(&change("a", "")),
             Some(entry("", "g", "a", "m1"))
         );
+    }
+
+    #[test]
+    fn gray_changes_concern_their_audience_only() {
+        let k = ConfigKey::new("", "g", "a");
+        let beta = ConfigChange {
+            key: k.clone(),
+            md5: "mb".into(),
+            gray: Some(GrayAudience::Beta {
+                ips: vec!["10.0.0.1".into()],
+            }),
+        };
+        let tag = ConfigChange {
+            key: k.clone(),
+            md5: "mt".into(),
+            gray: Some(GrayAudience::Tag { tag: "blue".into() }),
+        };
+        let main = ConfigChange {
+            key: k.clone(),
+            md5: "m2".into(),
+            gray: None,
+        };
+        assert!(beta.concerns("10.0.0.1", None) && !beta.concerns("10.0.0.2", Some("blue")));
+        assert!(tag.concerns("10.0.0.1", Some("blue")) && !tag.concerns("10.0.0.1", None));
+        assert!(main.concerns("", None));
+        let entries = [entry("", "g", "a", "m1")];
+        // A watch without a client is concerned by main changes only, as before.
+        let anonymous = Watch::new(&entries);
+        assert_eq!(anonymous.on_change(&beta), None);
+        assert_eq!(anonymous.on_change(&tag), None);
+        assert_eq!(anonymous.on_change(&main), Some(entries[0].clone()));
+        // A beta client: woken by its beta change, exactly when what it is served changed.
+        let client = Watch::for_client(&entries, "10.0.0.1", Some(""));
+        assert_eq!(client.client(), ("10.0.0.1", None));
+        assert_eq!(client.on_change(&beta), Some(entries[0].clone()));
+        assert_eq!(client.on_change(&tag), None);
+        assert_eq!(client.on_change_with(&beta, |_| "m1".into()), None);
+        assert_eq!(
+            client.on_change_with(&beta, |_| "mb".into()),
+            Some(entries[0].clone())
+        );
+        // A main change while the client is served its beta item: nothing to answer.
+        assert_eq!(client.on_change_with(&main, |_| "m1".into()), None);
+        let tagged = Watch::for_client(&entries, "10.0.0.7", Some("blue"));
+        assert_eq!(
+            tagged.on_change_with(&tag, |_| "mt".into()),
+            Some(entries[0].clone())
+        );
+        assert_eq!(tagged.on_change_with(&beta, |_| "mb".into()), None);
+        let unwatched = ConfigChange {
+            key: ConfigKey::new("", "g", "b"),
+            ..main.clone()
+        };
+        assert_eq!(tagged.on_change_with(&unwatched, |_| "x".into()), None);
     }
 
     #[test]
@@ -416,6 +550,7 @@ mod tests {
         let change = |d: &str, md5: String| ConfigChange {
             key: ConfigKey::new("", "g", d),
             md5,
+            gray: None,
         };
         assert_eq!(
             old.md5_changes(&new),

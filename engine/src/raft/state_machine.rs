@@ -6,10 +6,11 @@
 //! disk on start, and when it is received from a leader, so a corrupted snapshot is refused,
 //! never installed (DESIGN §4).
 //!
-//! Every applied change of a config (its key and new md5, `""` once removed) is published on a
-//! bounded broadcast channel after the apply, in apply order, for the config listeners (wire
-//! reference §2.4). An installed snapshot publishes the md5 differences it made. A receiver that
-//! lags behind the channel's capacity gets `Lagged` and must re-check all its keys.
+//! Every applied change of a config (its key and new md5, `""` once removed; for a gray item
+//! also the clients it may concern) is published on a bounded broadcast channel after the
+//! apply, in apply order, for the config listeners (wire reference §2.4). An installed snapshot
+//! publishes the md5 differences it made. A receiver that lags behind the channel's capacity
+//! gets `Lagged` and must re-check all its keys.
 
 use std::io::Cursor;
 use std::sync::{Arc, Mutex, RwLock};
@@ -23,15 +24,16 @@ use super::command::{CommandResult, Op};
 use super::log_store::entry_digest;
 use super::type_config::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::config::listen::{ConfigChange, CONFIG_CHANGES_CAPACITY};
-use crate::config::{ConfigApplied, ConfigCommand, ConfigStore};
+use crate::config::ConfigStore;
 use crate::error::{DecodeError, Fatal};
 use crate::namespace::NamespaceTable;
 use crate::naming::persistent::NamingTable;
 use crate::ports::{Disk, DiskFile, RaftObserver};
 use crate::wire::frame::{decode_msg, encode_msg};
 
-/// Version 2 added the naming tables.
-const SNAPSHOT_VERSION: u32 = 3;
+/// The snapshot format's version: 2 added the naming tables, 3 the namespace table, 4 the gray
+/// config table. Other versions are refused.
+pub const SNAPSHOT_VERSION: u32 = 4;
 
 /// The replicated CP state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,50 +62,33 @@ impl CpState {
         h.finish()
     }
 
-    fn apply_entry(&mut self, entry: &Entry) -> CommandResult {
+    /// Applies one entry; also the config change listeners must hear, if any.
+    fn apply_entry(&mut self, entry: &Entry) -> (CommandResult, Option<ConfigChange>) {
         self.last_applied = Some(entry.log_id);
         match &entry.payload {
-            EntryPayload::Blank => CommandResult::None,
+            EntryPayload::Blank => (CommandResult::None, None),
             EntryPayload::Membership(m) => {
                 self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
-                CommandResult::None
+                (CommandResult::None, None)
             }
             EntryPayload::Normal(cmd) => match &cmd.op {
                 Op::Config(c) => {
-                    CommandResult::Config(self.configs.apply(entry.log_id.index, cmd.now_ms, c))
+                    let (applied, change) =
+                        self.configs
+                            .apply_with_change(entry.log_id.index, cmd.now_ms, c);
+                    (CommandResult::Config(applied), change)
                 }
                 Op::PurgeHistory { retention_ms } => {
                     let rows = self.configs.purge_history(cmd.now_ms, *retention_ms);
-                    CommandResult::Purged { rows: rows as u64 }
+                    (CommandResult::Purged { rows: rows as u64 }, None)
                 }
-                Op::Naming(n) => CommandResult::Naming(self.naming.apply(n)),
-                Op::Namespace(n) => CommandResult::Namespace(self.namespaces.apply(cmd.now_ms, n)),
+                Op::Naming(n) => (CommandResult::Naming(self.naming.apply(n)), None),
+                Op::Namespace(n) => (
+                    CommandResult::Namespace(self.namespaces.apply(cmd.now_ms, n)),
+                    None,
+                ),
             },
         }
-    }
-}
-
-/// The listener-visible change an applied entry made, if any.
-fn config_change(entry: &Entry, result: &CommandResult) -> Option<ConfigChange> {
-    let EntryPayload::Normal(cmd) = &entry.payload else {
-        return None;
-    };
-    match (&cmd.op, result) {
-        (
-            Op::Config(ConfigCommand::Publish(p)),
-            CommandResult::Config(ConfigApplied::Published { md5 }),
-        ) => Some(ConfigChange {
-            key: p.key.clone(),
-            md5: md5.clone(),
-        }),
-        (
-            Op::Config(ConfigCommand::Remove { key, .. }),
-            CommandResult::Config(ConfigApplied::Removed { existed: true }),
-        ) => Some(ConfigChange {
-            key: key.clone(),
-            md5: String::new(),
-        }),
-        _ => None,
     }
 }
 
@@ -283,8 +268,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         {
             let mut state = self.state.write().expect("state lock poisoned");
             for entry in entries {
-                let result = state.apply_entry(&entry);
-                changes.extend(config_change(&entry, &result));
+                let (result, change) = state.apply_entry(&entry);
+                changes.extend(change);
                 out.push(result);
                 if let Some(obs) = &self.observer {
                     obs.on_apply(self.node, &entry_digest(&entry));
@@ -348,6 +333,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ConfigApplied;
     use crate::naming::persistent::{NamingApplied, NamingCommand};
     use crate::naming::{Instance, ServiceKey};
     use crate::raft::command::Command;
@@ -374,7 +360,7 @@ mod tests {
         });
         assert_eq!(
             state.apply_entry(&entry(1, register)),
-            CommandResult::Naming(NamingApplied::Done)
+            (CommandResult::Naming(NamingApplied::Done), None)
         );
         assert_ne!(
             state.digest(),
@@ -394,5 +380,86 @@ mod tests {
         let back = SnapshotImage::decode(&image.encode()).expect("decodes");
         assert_eq!(back.state, state);
         assert_eq!(back.state.naming.instances(&key).len(), 1);
+    }
+
+    fn image_of(state: &CpState) -> SnapshotImage {
+        SnapshotImage {
+            version: SNAPSHOT_VERSION,
+            meta: SnapshotMeta {
+                last_log_id: state.last_applied,
+                last_membership: state.membership.clone(),
+                snapshot_id: "t".into(),
+            },
+            state_digest: state.digest(),
+            state: state.clone(),
+        }
+    }
+
+    #[test]
+    fn gray_configs_apply_report_their_audience_and_survive_a_snapshot_round_trip() {
+        use crate::config::listen::GrayAudience;
+        use crate::config::{
+            ConfigCommand, ConfigKey, GrayName, GrayRule, PublishConfig, TagQuery,
+        };
+        let key = ConfigKey::new("", "DEFAULT_GROUP", "app.yaml");
+        let mut state = CpState::default();
+        let publish = |content: &str| PublishConfig::new(key.clone(), content);
+        state.apply_entry(&entry(
+            1,
+            Op::Config(ConfigCommand::Publish(publish("main"))),
+        ));
+        let main_only = state.digest();
+        let (result, change) = state.apply_entry(&entry(
+            2,
+            Op::Config(ConfigCommand::publish_with(
+                publish("beta"),
+                Some("10.0.0.1"),
+                None,
+            )),
+        ));
+        assert_eq!(
+            result,
+            CommandResult::Config(ConfigApplied::Published {
+                md5: crate::config::md5_hex("beta")
+            })
+        );
+        assert_eq!(
+            change.and_then(|c| c.gray),
+            Some(GrayAudience::Beta {
+                ips: vec!["10.0.0.1".into()]
+            })
+        );
+        let (_, change) = state.apply_entry(&entry(
+            3,
+            Op::Config(ConfigCommand::publish_with(
+                publish("blue"),
+                None,
+                Some("blue"),
+            )),
+        ));
+        assert_eq!(
+            change.and_then(|c| c.gray),
+            Some(GrayAudience::Tag { tag: "blue".into() })
+        );
+        assert_ne!(state.digest(), main_only, "grays are part of the digest");
+        let back = SnapshotImage::decode(&image_of(&state).encode()).expect("decodes");
+        assert_eq!(back.state, state);
+        let configs = &back.state.configs;
+        assert_eq!(configs.gray_count(), 2);
+        assert!(configs.gray(&key, &GrayName::Beta).is_some());
+        let served = configs
+            .effective(&key, "10.0.0.1", TagQuery::None)
+            .expect("beta");
+        assert!(matches!(served.gray, Some(GrayRule::Beta { .. })));
+        // A snapshot of another version is refused.
+        let mut old = image_of(&state);
+        old.version = SNAPSHOT_VERSION - 1;
+        assert!(SnapshotImage::decode(&old.encode()).is_err());
+        // Stopping the beta tells its IPs.
+        let (_, change) = state.apply_entry(&entry(
+            4,
+            Op::Config(ConfigCommand::stop_beta(key.clone(), "", "")),
+        ));
+        assert_eq!(change.map(|c| c.md5), Some(String::new()));
     }
 }
