@@ -32,8 +32,8 @@ use nacre_engine::config::validate::{
 };
 use nacre_engine::config::CONTENT_BYTES_MAX;
 use nacre_engine::config::{
-    ConfigApplied, ConfigCommand, ConfigItem, ConfigKey, HistoryEntry, Page, PublishConfig,
-    SearchMode, SearchQuery,
+    ConfigApplied, ConfigCommand, ConfigItem, ConfigKey, GrayName, GrayRule, HistoryEntry, Page,
+    PublishConfig, SearchMode, SearchQuery, TagQuery,
 };
 use nacre_engine::cp_node::CpNode;
 use nacre_engine::error::Reject;
@@ -189,6 +189,7 @@ impl Params {
 /// `GET /v1/cs/configs`: a search, the full record (`show=all`), or the content.
 async fn get_configs(
     State(node): State<Arc<CpNode>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
@@ -197,22 +198,75 @@ async fn get_configs(
         Ok(p) => p,
         Err(r) => return reject_response(&r),
     };
-    match (p.get("search"), p.get("show")) {
-        ("accurate", _) => search_configs(&node, &p, SearchMode::Accurate),
-        ("blur", _) => search_configs(&node, &p, SearchMode::Blur),
-        (_, "all") => show_all(&node, &p),
-        _ => get_config(&node, &p),
+    let client_ip = client_ip(&headers, remote);
+    match (p.get("search"), p.get("show"), p.get("beta")) {
+        ("accurate", _, _) => search_configs(&node, &p, SearchMode::Accurate),
+        ("blur", _, _) => search_configs(&node, &p, SearchMode::Blur),
+        (_, "all", _) => show_all(&node, &p),
+        (_, _, "true") => query_beta(&node, &p),
+        _ => get_config(&node, &p, &client_ip, &headers),
     }
 }
 
-fn get_config(node: &CpNode, p: &Params) -> Response {
+/// The client's IP as Nacos takes it: `X-Forwarded-For` (first entry), `X-Real-IP`, else the
+/// peer address. It decides which beta item a client is served.
+fn client_ip(headers: &HeaderMap, remote: SocketAddr) -> String {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    header("X-Forwarded-For")
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .or_else(|| header("X-Real-IP"))
+        .map_or_else(|| remote.ip().to_string(), str::to_string)
+}
+
+/// The `Vipserver-Tag` header, if non-empty.
+fn vipserver_tag(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("Vipserver-Tag")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+}
+
+/// `GET /v1/cs/configs?beta=true`: the beta item with its IPs, in Nacos's `RestResult`.
+fn query_beta(node: &CpNode, p: &Params) -> Response {
     let key = match p.key(true) {
         Ok(k) => k,
         Err(r) => return reject_response(&r),
     };
-    let Some(item) = node.get_local(&key) else {
+    let data = node.get_gray_local(&key, &GrayName::Beta).map(|g| {
+        let ips = match &g.rule {
+            GrayRule::Beta { ips } => ips.clone(),
+            GrayRule::Tag { .. } => String::new(),
+        };
+        json!({
+            "id": g.item.id, "dataId": key.data_id, "group": key.group, "tenant": key.tenant,
+            "appName": g.item.app_name, "content": g.item.content, "md5": g.item.md5,
+            "betaIps": ips, "encryptedDataKey": g.item.encrypted_data_key,
+            "lastModified": g.item.modified_ms,
+        })
+    });
+    json_response(&json!({"code": 200, "message": "query beta ok", "data": data}))
+}
+
+/// The content this client is served: the beta item when its IP is in the beta list, a tag's
+/// item when it asks with `tag` (or `Vipserver-Tag`), else the main item.
+fn get_config(node: &CpNode, p: &Params, client_ip: &str, headers: &HeaderMap) -> Response {
+    let key = match p.key(true) {
+        Ok(k) => k,
+        Err(r) => return reject_response(&r),
+    };
+    let tag = TagQuery::from_query(Some(p.get("tag")), vipserver_tag(headers));
+    let Some(served) = node.get_effective_local(&key, client_ip, tag) else {
         return text(StatusCode::NOT_FOUND, "config data not exist\n");
     };
+    let beta = served.is_beta();
+    let item = served.item;
     let mut out = text(StatusCode::OK, item.content);
     let h = out.headers_mut();
     let mut put = |name: &'static str, value: &str| {
@@ -221,7 +275,10 @@ fn get_config(node: &CpNode, p: &Params) -> Response {
         }
     };
     put("Content-MD5", &item.md5);
-    put("Config-Type", &item.config_type);
+    put("Config-Type", &served.config_type);
+    if beta {
+        put("isBeta", "true");
+    }
     put("Pragma", "no-cache");
     put("Expires", "Thu, 01 Jan 1970 00:00:00 GMT");
     put("Cache-Control", "no-cache,no-store");
@@ -238,7 +295,7 @@ fn publish_command(p: &Params, headers: &HeaderMap, src_ip: String) -> Result<Op
         .get("casMd5")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    Ok(Op::Config(ConfigCommand::Publish(PublishConfig {
+    let publish = PublishConfig {
         key,
         content: p.get("content").to_string(),
         cas_md5,
@@ -249,7 +306,14 @@ fn publish_command(p: &Params, headers: &HeaderMap, src_ip: String) -> Result<Op
         encrypted_data_key: p.get("encryptedDataKey").to_string(),
         src_user: p.get("src_user").to_string(),
         src_ip,
-    })))
+    };
+    // Nacos reads `betaIps` from a header and `tag` from the parameters.
+    let beta_ips = headers.get("betaIps").and_then(|v| v.to_str().ok());
+    Ok(Op::Config(ConfigCommand::publish_with(
+        publish,
+        beta_ips,
+        Some(p.get("tag")),
+    )))
 }
 
 async fn publish_config(
@@ -260,7 +324,7 @@ async fn publish_config(
     body: Bytes,
 ) -> Response {
     let op = Params::parse(query.as_deref(), &headers, &body)
-        .and_then(|p| publish_command(&p, &headers, remote.ip().to_string()));
+        .and_then(|p| publish_command(&p, &headers, client_ip(&headers, remote)));
     match op {
         Ok(op) => write(&node, op).await,
         Err(r) => reject_response(&r),
@@ -274,17 +338,29 @@ async fn remove_config(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (key, src_user) = match Params::parse(query.as_deref(), &headers, &body)
-        .and_then(|p| Ok((p.key(false)?, p.get("src_user").to_string())))
-    {
-        Ok(v) => v,
+    let p = match Params::parse(query.as_deref(), &headers, &body) {
+        Ok(p) => p,
         Err(r) => return reject_response(&r),
     };
-    let op = Op::Config(ConfigCommand::Remove {
+    let key = match p.key(false) {
+        Ok(k) => k,
+        Err(r) => return reject_response(&r),
+    };
+    let src_ip = client_ip(&headers, remote);
+    if p.get("beta") == "true" {
+        // "Stop beta": the beta item goes, in Nacos's `RestResult`.
+        let op = Op::Config(ConfigCommand::stop_beta(key, p.get("src_user"), src_ip));
+        return match node.write(op).await {
+            Ok(_) => json_response(&json!({"code": 200, "message": "stop beta ok", "data": true})),
+            Err(r) => reject_response(&r),
+        };
+    }
+    let op = Op::Config(ConfigCommand::remove_with(
         key,
-        src_user,
-        src_ip: remote.ip().to_string(),
-    });
+        Some(p.get("tag")),
+        p.get("src_user"),
+        src_ip,
+    ));
     write(&node, op).await
 }
 
@@ -332,22 +408,16 @@ impl Drop for HeldPoll {
     }
 }
 
-/// The watched entries whose md5 differs from this replica's.
-fn changed_now(node: &CpNode, entries: &[ListenEntry]) -> Vec<ListenEntry> {
-    let state = node.state();
-    let state = state.read().expect("state lock poisoned");
-    listen::changed(entries, |k| {
-        state
-            .configs
-            .get(k)
-            .map(|i| i.md5.clone())
-            .unwrap_or_default()
-    })
+/// The watched entries whose md5 differs from what this replica serves the watch's client.
+fn changed_now(node: &CpNode, watch: &Watch) -> Vec<ListenEntry> {
+    let (ip, tag) = watch.client();
+    listen::changed(&watch.entries(), |k| node.effective_md5_local(k, ip, tag))
 }
 
 /// `POST /v1/cs/configs/listener` (§2.4): answers the changed keys, at once or after a hold.
 async fn listen_configs(
     State(node): State<Arc<CpNode>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Extension(gate): Extension<Arc<LongPollGate>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -369,9 +439,14 @@ async fn listen_configs(
         }
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let watch = Watch::for_client(
+        &entries,
+        &client_ip(&headers, remote),
+        vipserver_tag(&headers),
+    );
     // Subscribe before comparing: a change applied after the comparison is then still heard.
     let mut changes = node.subscribe_config_changes();
-    let changed = changed_now(&node, &entries);
+    let changed = changed_now(&node, &watch);
     let no_hangup = header("Long-Pulling-Timeout-No-Hangup") == Some("true");
     let hold = listen::hold_ms(header("Long-Pulling-Timeout"));
     let Some(hold) = hold.filter(|_| changed.is_empty() && !no_hangup) else {
@@ -382,7 +457,7 @@ async fn listen_configs(
             "too many long polls held, limit {LONG_POLLS_HELD_MAX}"
         )));
     };
-    let answer = hold_poll(&node, &Watch::new(&entries), &mut changes, hold).await;
+    let answer = hold_poll(&node, &watch, &mut changes, hold).await;
     listener_answer(&answer)
 }
 
@@ -401,13 +476,15 @@ async fn hold_poll(
             () = &mut timeout => return Vec::new(),
             received = changes.recv() => match received {
                 Ok(change) => {
-                    if let Some(entry) = watch.on_change(&change) {
+                    let (ip, tag) = watch.client();
+                    let served = |k: &ConfigKey| node.effective_md5_local(k, ip, tag);
+                    if let Some(entry) = watch.on_change_with(&change, served) {
                         return vec![entry];
                     }
                 }
                 Err(RecvError::Lagged(missed)) => {
                     tracing::debug!(missed, "long poll lagged; re-checking its keys");
-                    let changed = changed_now(node, &watch.entries());
+                    let changed = changed_now(node, watch);
                     if !changed.is_empty() {
                         return changed;
                     }

@@ -84,9 +84,7 @@ fn fits_in_frame(rpc: &AppendEntriesRequest<TypeConfig>) -> bool {
 /// An upper-bound-ish size estimate of a command (its strings dominate).
 fn command_bytes(c: &super::command::Command) -> usize {
     match &c.op {
-        super::command::Op::Config(crate::config::ConfigCommand::Publish(p)) => {
-            p.content.len() + p.desc.len() + p.tags.len() + 512
-        }
+        super::command::Op::Config(c) => c.approx_bytes(),
         _ => 256,
     }
 }

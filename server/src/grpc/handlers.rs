@@ -8,7 +8,7 @@ use std::sync::Arc;
 use nacre_engine::config::validate::{
     normalize_tenant, validate_content, validate_data_id, validate_group, validate_tenant,
 };
-use nacre_engine::config::{ConfigApplied, ConfigCommand, ConfigKey, PublishConfig};
+use nacre_engine::config::{ConfigApplied, ConfigCommand, ConfigKey, PublishConfig, TagQuery};
 use nacre_engine::error::Reject;
 use nacre_engine::naming::persistent::{NamingCommand, WEIGHT_MAX};
 use nacre_engine::naming::{select, Instance, Query, ServiceKey, DEFAULT_CLUSTER};
@@ -21,7 +21,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::ledger::Subject;
 use super::proto::Payload;
-use super::{failure, success, Conn, Grpc, LISTENS_PER_CONNECTION_MAX};
+use super::{failure, success, Conn, Grpc, Listen, LISTENS_PER_CONNECTION_MAX};
 use crate::http_naming::{
     check_beat_metadata, check_cluster, check_ip, check_namespace, instance_json, service_key,
     service_page, Fail,
@@ -60,6 +60,14 @@ fn str_field<'a>(body: &'a Value, name: &str) -> &'a str {
     body.get(name).and_then(Value::as_str).unwrap_or("")
 }
 
+/// The `Vipserver-Tag` header of a request, if non-empty.
+fn vipserver_tag(body: &Value) -> Option<&str> {
+    body.get("headers")
+        .and_then(|h| h.get("Vipserver-Tag"))
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+}
+
 /// Dispatches one request of a registered connection.
 pub async fn handle(grpc: &Arc<Grpc>, conn: &Arc<Conn>, type_name: &str, body: &Value) -> Payload {
     let (response_type, outcome) = match type_name {
@@ -76,7 +84,7 @@ pub async fn handle(grpc: &Arc<Grpc>, conn: &Arc<Conn>, type_name: &str, body: &
             subscribe(grpc, conn, body).await,
         ),
         "ServiceListRequest" => ("ServiceListResponse", list_services(grpc, body)),
-        "ConfigQueryRequest" => ("ConfigQueryResponse", query_config(grpc, body)),
+        "ConfigQueryRequest" => ("ConfigQueryResponse", query_config(grpc, conn, body)),
         "ConfigPublishRequest" => (
             "ConfigPublishResponse",
             publish_config(grpc, conn, body).await,
@@ -465,30 +473,36 @@ pub fn config_key(body: &Value) -> Result<ConfigKey, Refusal> {
     Ok(key)
 }
 
-fn query_config(grpc: &Grpc, body: &Value) -> Result<Value, Refusal> {
+/// The item this client is served: the beta item when its IP is in the beta list, a tag's
+/// item when it asks with `tag` (or the `Vipserver-Tag` header), else the main item.
+fn query_config(grpc: &Grpc, conn: &Conn, body: &Value) -> Result<Value, Refusal> {
     let key = config_key(body)?;
-    let Some(item) = grpc.cp.get_local(&key) else {
+    let tag = TagQuery::from_query(Some(str_field(body, "tag")), vipserver_tag(body));
+    let Some(served) = grpc.cp.get_effective_local(&key, &conn.client_ip, tag) else {
         return Err(Refusal(NOT_FOUND_CONFIG, "config data not exist".into()));
     };
-    Ok(json!({
-        "content": item.content,
-        "encryptedDataKey": item.encrypted_data_key,
-        "contentType": item.config_type,
-        "md5": item.md5,
-        "lastModified": item.modified_ms,
-        "beta": false,
-    }))
+    let mut answer = json!({
+        "content": served.item.content,
+        "encryptedDataKey": served.item.encrypted_data_key,
+        "contentType": served.config_type,
+        "md5": served.item.md5,
+        "lastModified": served.item.modified_ms,
+        "beta": served.is_beta(),
+    });
+    if let Some(tag) = served.tag() {
+        answer["tag"] = json!(tag);
+    }
+    Ok(answer)
 }
 
+/// A publish of the main item, or of the beta item (`additionMap.betaIps`) or a tag's item
+/// (`additionMap.tag`), as Nacos dispatches it; CAS applies to the item written.
 async fn publish_config(grpc: &Grpc, conn: &Conn, body: &Value) -> Result<Value, Refusal> {
     let key = config_key(body)?;
     let content = str_field(body, "content");
     validate_content(content)?;
     let extra = body.get("additionMap").cloned().unwrap_or(Value::Null);
     let field = |name: &str| str_field(&extra, name).to_string();
-    if !field("betaIps").is_empty() || !field("tag").is_empty() {
-        return Err(bad("gray (beta or tag) publishing is not supported"));
-    }
     let cas = str_field(body, "casMd5");
     let publish = PublishConfig {
         key,
@@ -502,10 +516,9 @@ async fn publish_config(grpc: &Grpc, conn: &Conn, body: &Value) -> Result<Value,
         src_user: field("src_user"),
         src_ip: conn.client_ip.clone(),
     };
-    let written = grpc
-        .cp
-        .write(Op::Config(ConfigCommand::Publish(publish)))
-        .await?;
+    let command =
+        ConfigCommand::publish_with(publish, Some(&field("betaIps")), Some(&field("tag")));
+    let written = grpc.cp.write(Op::Config(command)).await?;
     match written.result {
         CommandResult::Config(ConfigApplied::CasMismatch { .. }) => Err(Refusal(
             SERVER_ERROR,
@@ -515,16 +528,15 @@ async fn publish_config(grpc: &Grpc, conn: &Conn, body: &Value) -> Result<Value,
     }
 }
 
+/// Removes the main item, or with `tag` that tag's item only.
 async fn remove_config(grpc: &Grpc, conn: &Conn, body: &Value) -> Result<Value, Refusal> {
     let key = config_key(body)?;
-    if !str_field(body, "tag").is_empty() {
-        return Err(bad("gray (tag) configs are not supported"));
-    }
-    let remove = ConfigCommand::Remove {
+    let remove = ConfigCommand::remove_with(
         key,
-        src_user: String::new(),
-        src_ip: conn.client_ip.clone(),
-    };
+        Some(str_field(body, "tag")),
+        "",
+        conn.client_ip.clone(),
+    );
     grpc.cp.write(Op::Config(remove)).await?;
     Ok(json!({}))
 }
@@ -539,6 +551,7 @@ fn listen_configs(grpc: &Grpc, conn: &Conn, body: &Value) -> Result<Value, Refus
         .cloned()
         .unwrap_or_default();
     check_listeners(contexts.len())?;
+    let tag = vipserver_tag(body).map(str::to_string);
     let mut changed = Vec::new();
     let mut listens = conn.listens.lock().expect("listens");
     for c in &contexts {
@@ -554,11 +567,20 @@ fn listen_configs(grpc: &Grpc, conn: &Conn, body: &Value) -> Result<Value, Refus
             )));
         }
         let md5 = str_field(c, "md5").to_string();
-        let current = grpc.cp.get_local(&key).map(|i| i.md5).unwrap_or_default();
+        let current = grpc
+            .cp
+            .effective_md5_local(&key, &conn.client_ip, tag.as_deref());
         if current != md5 {
             changed.push(json!({"group": key.group, "dataId": key.data_id, "tenant": sent_tenant}));
         }
-        listens.insert(key, (sent_tenant, md5));
+        listens.insert(
+            key,
+            Listen {
+                tenant: sent_tenant,
+                md5,
+                tag: tag.clone(),
+            },
+        );
     }
     Ok(json!({ "changedConfigs": changed }))
 }
@@ -571,32 +593,39 @@ fn notify_json(key: &ConfigKey, tenant_as_sent: &str) -> Value {
     v
 }
 
-/// Pushes applied config changes to the listening connections.
+/// Pushes applied config changes to the listening connections a change concerns (every
+/// listener of the key for the main item; the beta IPs, or the listeners with the tag, for a
+/// gray item).
 pub async fn config_pushes(grpc: Arc<Grpc>) {
     let mut rx = grpc.cp.subscribe_config_changes();
     loop {
         match rx.recv().await {
             Ok(change) => {
                 for conn in grpc.conns() {
-                    let tenant = conn
+                    let listen = conn
                         .listens
                         .lock()
                         .expect("listens")
                         .get(&change.key)
-                        .map(|(t, _)| t.clone());
-                    if let Some(t) = tenant {
-                        push_subject(&grpc, &conn, Subject::Config(change.key.clone(), t), 1);
+                        .cloned();
+                    if let Some(l) = listen {
+                        if change.concerns(&conn.client_ip, l.tag.as_deref()) {
+                            let subject = Subject::Config(change.key.clone(), l.tenant);
+                            push_subject(&grpc, &conn, subject, 1);
+                        }
                     }
                 }
             }
-            // Missed changes: compare every listen with this member's md5.
+            // Missed changes: compare every listen with what this member serves its client.
             Err(RecvError::Lagged(_)) => {
                 for conn in grpc.conns() {
                     let listens = conn.listens.lock().expect("listens").clone();
-                    for (key, (tenant, md5)) in listens {
-                        let current = grpc.cp.get_local(&key).map(|i| i.md5).unwrap_or_default();
-                        if current != md5 {
-                            push_subject(&grpc, &conn, Subject::Config(key, tenant), 1);
+                    for (key, l) in listens {
+                        let current =
+                            grpc.cp
+                                .effective_md5_local(&key, &conn.client_ip, l.tag.as_deref());
+                        if current != l.md5 {
+                            push_subject(&grpc, &conn, Subject::Config(key, l.tenant), 1);
                         }
                     }
                 }

@@ -87,6 +87,17 @@ const CLUSTER_ONLY: &[&str] = &[
     "ServerReloadRequest",
 ];
 
+/// One config listen of a connection.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    /// The tenant as the client sent it (echoed in pushes).
+    pub tenant: String,
+    /// The md5 the client holds.
+    pub md5: String,
+    /// The `Vipserver-Tag` header of the listen (tag gray items).
+    pub tag: Option<String>,
+}
+
 /// One registered SDK connection.
 pub struct Conn {
     pub id: String,
@@ -100,8 +111,8 @@ pub struct Conn {
     pub labels: Value,
     pub version: String,
     tx: mpsc::Sender<Result<Payload, Status>>,
-    /// Config listens: normalized key → (tenant as the client sent it, md5 it holds).
-    pub listens: Mutex<BTreeMap<ConfigKey, (String, String)>>,
+    /// Config listens by normalized key.
+    pub listens: Mutex<BTreeMap<ConfigKey, Listen>>,
     /// Naming subscriptions: service → requested clusters.
     pub subscriptions: Mutex<BTreeMap<ServiceKey, String>>,
     /// Pushes waiting for their ack.
@@ -300,10 +311,19 @@ impl Grpc {
             return failure("ErrorResponse", 301, "Connection is unregistered.");
         };
         conn.touch();
-        let body = match request_body(&payload) {
+        let mut body = match request_body(&payload) {
             Ok(v) => v,
             Err(message) => return failure("ErrorResponse", 502, &message),
         };
+        // The metadata headers join the request's own (as Nacos's acceptor merges them).
+        if let Some(m) = payload.metadata.as_ref().filter(|m| !m.headers.is_empty()) {
+            if !body.get("headers").is_some_and(Value::is_object) {
+                body["headers"] = json!({});
+            }
+            for (k, v) in &m.headers {
+                body["headers"][k] = json!(v);
+            }
+        }
         if conn.naming {
             let keepalive = NamingRequest::KeepAlive {
                 conn: conn.id.clone(),
