@@ -7,13 +7,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::report::{now, Report, Tally};
+use tokio::sync::Barrier;
+
+use crate::report::{now, sample, Report, Tally};
 
 /// How much load to apply.
 pub struct Load {
     pub connections: usize,
     pub duration: Duration,
     pub max_requests: u64,
+    /// The server processes whose RSS and CPU time the report gives.
+    pub server_pids: Vec<u32>,
 }
 
 /// The longest one request (or one session opening) may take before it counts as an error.
@@ -66,41 +70,38 @@ pub trait Workload: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), Failure>> + Send;
 }
 
-/// Runs `workload` under `load`; the report is named `workload_id` / `name`.
+/// Runs `workload` under `load`; the report is named `workload_id` / `name`. Every session is
+/// opened first (an SDK connection's setup is not part of the measured time); the clock, and
+/// the servers' CPU time, start when all have been opened or have failed to.
 pub async fn run_load<W: Workload>(
     workload: Arc<W>,
     load: &Load,
     workload_id: &str,
     name: &str,
 ) -> Result<Report, String> {
-    let started = now();
-    let deadline = started + load.duration;
     let budget = Arc::new(AtomicU64::new(0));
-    let max_requests = load.max_requests;
+    let opened = Arc::new(Barrier::new(load.connections + 1));
+    let (max_requests, duration) = (load.max_requests, load.duration);
     let mut tasks = Vec::new();
     for conn in 0..load.connections {
         let workload = workload.clone();
         let budget = budget.clone();
+        let opened = opened.clone();
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();
-            let mut session: Option<W::Session> = None;
+            let mut session = open(&*workload, conn, &mut tally).await;
+            opened.wait().await;
+            let deadline = now() + duration;
             while now() < deadline {
                 let s = match session.as_mut() {
                     Some(s) => s,
-                    None => {
-                        match tokio::time::timeout(REQUEST_TIMEOUT, workload.open(conn)).await {
-                            Ok(Ok(s)) => session.insert(s),
-                            Ok(Err(e)) => {
-                                tally.error(format!("open: {e}"));
-                                tokio::time::sleep(REOPEN_PAUSE).await;
-                                continue;
-                            }
-                            Err(_) => {
-                                tally.error("open: timed out");
-                                continue;
-                            }
+                    None => match open(&*workload, conn, &mut tally).await {
+                        Some(s) => session.insert(s),
+                        None => {
+                            tokio::time::sleep(REOPEN_PAUSE).await;
+                            continue;
                         }
-                    }
+                    },
                 };
                 let n = budget.fetch_add(1, Ordering::Relaxed);
                 if n >= max_requests {
@@ -124,6 +125,9 @@ pub async fn run_load<W: Workload>(
             tally
         }));
     }
+    opened.wait().await;
+    let before: Vec<_> = load.server_pids.iter().map(|p| sample(*p)).collect();
+    let started = now();
     let mut all = Tally::default();
     for t in tasks {
         all.merge(t.await.map_err(|e| e.to_string())?);
@@ -135,5 +139,21 @@ pub async fn run_load<W: Workload>(
         load.connections,
         started.elapsed(),
         all,
-    ))
+    )
+    .with_servers(&load.server_pids, &before))
+}
+
+/// Opens session `conn` within `REQUEST_TIMEOUT`; a failure is counted in `tally`.
+async fn open<W: Workload>(workload: &W, conn: usize, tally: &mut Tally) -> Option<W::Session> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, workload.open(conn)).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            tally.error(format!("open: {e}"));
+            None
+        }
+        Err(_) => {
+            tally.error("open: timed out");
+            None
+        }
+    }
 }

@@ -221,6 +221,7 @@ async fn main() {
         connections: cli.connections.clamp(1, 1_000),
         duration: Duration::from_secs(cli.duration.clamp(1, 300)),
         max_requests: cli.max_requests.min(10_000_000),
+        server_pids: cli.server_pid.clone(),
     };
     let before: Vec<_> = cli.server_pid.iter().map(|p| report::sample(*p)).collect();
     let report = match run(cli.command, &load).await {
@@ -228,7 +229,8 @@ async fn main() {
         Ok(None) => return,
         Err(e) => fail(&e),
     };
-    let mut report = if report.workload == "failover" {
+    // Request workloads read the servers themselves; failover reads the members it started.
+    let mut report = if report.server_rss_kb.is_some() || report.workload == "failover" {
         report
     } else {
         report.with_servers(&cli.server_pid, &before)
@@ -320,6 +322,7 @@ async fn run(command: Command, load: &Load) -> Result<Option<Report>, String> {
                 connections: load.connections,
                 duration: Duration::from_secs(300),
                 max_requests: configs + instances,
+                server_pids: load.server_pids.clone(),
             };
             let kind = HttpKind::Fill {
                 configs,
