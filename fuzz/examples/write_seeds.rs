@@ -31,6 +31,7 @@ fn main() {
         kind: ClientKind::IpPort,
         revision: 3,
         instances: BTreeMap::from([(service.clone(), Instance::new("10.0.0.1", 80))]),
+        batches: BTreeMap::new(),
     };
     let requests = [
         PeerRequest::Ping,
@@ -135,6 +136,60 @@ fn main() {
     ];
     for (i, p) in payloads.iter().enumerate() {
         write("grpc_payload", &format!("seed-{i}"), &p.encode_to_vec());
+    }
+    // One body of every SDK request type, as the Java client sends it, behind its type byte.
+    let instance = json!({"ip": "10.0.0.1", "port": 8080, "weight": 1.0, "healthy": true,
+        "enabled": true, "ephemeral": true, "clusterName": "DEFAULT", "serviceName": "svc",
+        "metadata": {"version": "1.0", "preserved.register.source": "SPRING_CLOUD"}});
+    let naming = |extra: serde_json::Value| {
+        let mut body = json!({"headers": {}, "namespace": "public", "serviceName": "svc",
+            "groupName": "DEFAULT_GROUP", "module": "naming"});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        body
+    };
+    let config = |extra: serde_json::Value| {
+        let mut body = json!({"headers": {}, "dataId": "app.yaml", "group": "DEFAULT_GROUP",
+            "tenant": "", "module": "config"});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        body
+    };
+    let bodies = [
+        naming(json!({"type": "registerInstance", "instance": instance})),
+        naming(json!({"type": "batchRegisterInstance", "instances": [instance, instance]})),
+        naming(
+            json!({"type": "registerInstance", "instance": {"ip": "10.0.0.2", "port": 9090,
+            "ephemeral": false, "clusterName": "c1", "metadata": {}}}),
+        ),
+        naming(json!({"cluster": "DEFAULT,c1", "healthyOnly": true, "udpPort": 0})),
+        naming(json!({"subscribe": true, "clusters": ""})),
+        naming(json!({"pageNo": 1, "pageSize": 10, "selector": ""})),
+        config(json!({"tag": ""})),
+        config(
+            json!({"content": "a: 1", "casMd5": "", "additionMap": {"type": "yaml",
+            "appName": "app", "config_tags": "", "desc": "", "src_user": "nacos"}}),
+        ),
+        config(json!({"tag": ""})),
+        json!({"headers": {}, "listen": true, "module": "config", "configListenContexts": [
+            {"dataId": "app.yaml", "group": "DEFAULT_GROUP", "tenant": "", "md5": ""},
+            {"dataId": "db.properties", "group": "G", "tenant": "dev",
+             "md5": "d41d8cd98f00b204e9800998ecf8427e"}]}),
+        json!({"clientVersion": "Nacos-Java-Client:v2.5.1", "tenant": "", "module": "internal",
+            "labels": {"source": "sdk", "module": "naming", "AppName": "app"},
+            "abilityTable": {"supportPersistentInstanceByGrpc": true}}),
+    ];
+    assert_eq!(bodies.len(), nacre_fuzz::GRPC_REQUEST_TYPES.len());
+    for (i, (body, type_name)) in bodies
+        .iter()
+        .zip(nacre_fuzz::GRPC_REQUEST_TYPES)
+        .enumerate()
+    {
+        let mut input = vec![u8::try_from(i).expect("few types")];
+        input.extend(body.to_string().into_bytes());
+        write("grpc_request", &format!("seed-{type_name}"), &input);
     }
     println!("seed corpus written under fuzz/corpus/");
 }

@@ -42,6 +42,40 @@ fn the_seeds_decode() {
             .join(name);
         std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
     };
+    // One seed per gRPC request type: the type byte names it and the body gets through the
+    // depth bound, the body parser and the parser of its type.
+    for (i, type_name) in nacre_fuzz::GRPC_REQUEST_TYPES.iter().enumerate() {
+        let data = seed("grpc_request", &format!("seed-{type_name}"));
+        assert_eq!(usize::from(data[0]), i, "{type_name}");
+        nacre_server::limits::check_json_depth(&data[1..]).expect("shallow");
+        let body: serde_json::Value = serde_json::from_slice(&data[1..]).expect("json");
+        use nacre_server::grpc::handlers::{config_key, naming_key, parse_instance};
+        match *type_name {
+            "InstanceRequest" | "PersistentInstanceRequest" => {
+                assert!(naming_key(&body).is_ok(), "service");
+                assert!(parse_instance(&body["instance"], true).is_ok(), "instance");
+            }
+            "BatchInstanceRequest" => {
+                assert!(
+                    parse_instance(&body["instances"][1], true).is_ok(),
+                    "instance"
+                );
+            }
+            "ServiceQueryRequest" | "SubscribeServiceRequest" | "ServiceListRequest" => {
+                assert!(naming_key(&body).is_ok(), "service");
+            }
+            "ConfigBatchListenRequest" => {
+                assert!(
+                    config_key(&body["configListenContexts"][1]).is_ok(),
+                    "config"
+                );
+            }
+            "ConnectionSetupRequest" => assert_eq!(body["labels"]["module"], "naming"),
+            _ => {
+                assert!(config_key(&body).is_ok(), "config");
+            }
+        }
+    }
     for i in 0..5 {
         decode_msg::<PeerRequest>(&seed("peer_request", &format!("seed-{i}"))).expect("request");
     }

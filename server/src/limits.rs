@@ -107,8 +107,9 @@ pub fn check_listeners(count: usize) -> Result<(), Reject> {
 
 /// Scans JSON text for its deepest nesting of arrays and objects, without parsing it; stops
 /// as soon as the depth exceeds `stop_above`. Brackets inside strings (with their escapes) do
-/// not count. For valid JSON the result is the nesting depth of the value (a scalar is 0,
-/// `[]` is 1); for anything else it is a bound on what a parser would reach.
+/// not count. For valid JSON the result is the deepest nesting a parser goes through (a
+/// scalar is 0, `[]` is 1), which the parsed value never exceeds (an object keeps only the
+/// last value of a repeated key); for anything else it bounds what a parser would reach.
 fn scan_depth(json: &[u8], stop_above: usize) -> usize {
     let (mut depth, mut deepest) = (0usize, 0usize);
     let (mut in_string, mut escaped) = (false, false);
@@ -255,6 +256,11 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(t).expect("valid");
             assert_eq!(json_depth(t.as_bytes()), depth(&v), "{t}");
         }
+        // A repeated key: the parser went through the first value's levels, the value keeps
+        // the last one (found by fuzzing `grpc_request`).
+        let t = r#"{"headers":{"a":[]},"headers":0}"#;
+        let v: serde_json::Value = serde_json::from_str(t).expect("valid");
+        assert_eq!((json_depth(t.as_bytes()), depth(&v)), (3, 1));
     }
 
     #[test]
