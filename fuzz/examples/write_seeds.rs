@@ -10,7 +10,7 @@ use nacre_engine::config::ConfigKey;
 use nacre_engine::naming::distro::{ClientData, ClientKind, DistroMsg, IpPortWrite};
 use nacre_engine::naming::{Instance, ServiceKey};
 use nacre_engine::raft::journal::JournalRecord;
-use nacre_engine::raft::state_machine::{CpState, SnapshotImage};
+use nacre_engine::raft::state_machine::{CpState, SnapshotImage, SNAPSHOT_VERSION};
 use nacre_engine::raft::type_config::{SnapshotMeta, StoredMembership};
 use nacre_engine::wire::frame::encode_msg;
 use nacre_engine::wire::{ClientRequest, NamingRequest, NamingResponse, PeerRequest, PeerResponse};
@@ -78,7 +78,7 @@ fn main() {
     journal.truncate(journal.len() - 3);
     write("journal", "seed-torn", &journal);
     let image = SnapshotImage {
-        version: 3,
+        version: SNAPSHOT_VERSION,
         meta: SnapshotMeta {
             last_log_id: None,
             last_membership: StoredMembership::default(),
