@@ -388,7 +388,7 @@ impl NamingApi {
                 })
             };
             if !present {
-                self.admit_new_instance(key)?;
+                self.admit_new_instances(key, 1)?;
             }
             self.cp_write(NamingCommand::RegisterPersistent {
                 service: key.clone(),
@@ -411,25 +411,38 @@ impl NamingApi {
 
     /// Refuses a new instance in a full service (`limits::INSTANCES_PER_SERVICE_MAX`). The
     /// Distro client `client_id` (`ip:port#true` of an HTTP client, or a gRPC connection id)
-    /// that already has an instance in the service may always re-register it.
+    /// that already publishes an instance in the service may always re-register it.
     pub fn check_instance_room(&self, key: &ServiceKey, client_id: &str) -> Result<(), Reject> {
-        let present = self
-            .distro
-            .read(|d| d.client(client_id).is_some_and(|c| c.publishes(key)));
-        if present {
-            return Ok(());
-        }
-        self.admit_new_instance(key)
+        self.check_batch_room(key, client_id, 1)
     }
 
-    /// Admits one new instance into `key` unless the service is full. The exact count looks
-    /// at every client of the service, so it is taken at most once per
+    /// Refuses a list of `wanted` instances of `key` from the Distro client `client_id` (a gRPC
+    /// `BatchInstanceRequest`, which replaces what the client publishes there) when the
+    /// instances beyond those it publishes now do not fit in the service.
+    pub fn check_batch_room(
+        &self,
+        key: &ServiceKey,
+        client_id: &str,
+        wanted: usize,
+    ) -> Result<(), Reject> {
+        let already = self.distro.read(|d| {
+            d.client(client_id)
+                .map_or(0, |c| c.instances_of(key).count())
+        });
+        match wanted.checked_sub(already) {
+            Some(more) if more > 0 => self.admit_new_instances(key, more),
+            _ => Ok(()),
+        }
+    }
+
+    /// Admits `more` new instances into `key` unless the service cannot take them. The exact
+    /// count looks at every client of the service, so it is taken at most once per
     /// `INSTANCE_COUNT_FRESH_MS` per service; in between, the instances admitted here are
-    /// added to it. The bound is
-    /// therefore soft: by what arrives in that time from elsewhere (Distro syncs of other
-    /// members' registrations) and by the registrations admitted but not yet applied when the
-    /// count is taken; and a service that just shrank may be refused for that long.
-    fn admit_new_instance(&self, key: &ServiceKey) -> Result<(), Reject> {
+    /// added to it. The bound is therefore soft: by what arrives in that time from elsewhere
+    /// (Distro syncs of other members' registrations) and by the registrations admitted but not
+    /// yet applied when the count is taken; and a service that just shrank may be refused for
+    /// that long.
+    fn admit_new_instances(&self, key: &ServiceKey, more: usize) -> Result<(), Reject> {
         let now = SystemClock.now_ms();
         let mut counts = INSTANCE_COUNTS
             .lock()
@@ -451,8 +464,10 @@ impl NamingApi {
                 at_ms: now.max(1),
             };
         }
-        check_instance_count(key, counted.exact + counted.admitted)?;
-        counted.admitted += 1;
+        // `check_instance_count` asks whether one more fits; the last of `more` is that one.
+        let before_last = counted.exact + counted.admitted + more.saturating_sub(1);
+        check_instance_count(key, before_last)?;
+        counted.admitted += more;
         Ok(())
     }
 
