@@ -621,6 +621,7 @@ impl Distro {
         data.batches.remove(service);
         data.instances.insert(service.clone(), instance);
         self.change_owned(now, data, Origin::Local);
+        self.flush_pushes();
         Ok(())
     }
 
@@ -645,6 +646,7 @@ impl Distro {
         }
         if data != before {
             self.change_owned(now, data, Origin::Local);
+            self.flush_pushes();
         }
         Ok(())
     }
@@ -661,6 +663,7 @@ impl Distro {
         let single = data.instances.remove(service).is_some();
         if data.batches.remove(service).is_some() || single {
             self.change_owned(now, data, Origin::Local);
+            self.flush_pushes();
         }
         Ok(())
     }

@@ -263,9 +263,10 @@ async fn batch_instance(grpc: &Grpc, conn: &Conn, body: &Value) -> Result<Value,
         .collect::<Result<Vec<Instance>, Refusal>>()?;
     grpc.naming.check_ephemeral_allowed(&key)?;
     if let Some(last) = instances.len().checked_sub(1) {
-        // The batch alone must fit, and a connection new to the service needs room.
+        // The batch alone must fit, and what it adds to the service must find room.
         check_instance_count(&key, last)?;
-        grpc.naming.check_instance_room(&key, &conn.id)?;
+        grpc.naming
+            .check_batch_room(&key, &conn.id, instances.len())?;
     }
     let request = NamingRequest::RegisterBatch {
         conn: conn.id.clone(),

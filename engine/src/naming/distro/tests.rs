@@ -59,13 +59,14 @@ fn changes_within_the_delay_merge_into_one_sync_of_the_newest_state() {
     d.connect(0, "c1");
     d.register(0, "c1", &svc(), Instance::new("1.1.1.1", 80))
         .expect("register");
+    let delay = DistroTimings::default().sync_delay_ms;
     let mut moved = Instance::new("1.1.1.1", 80);
     moved.weight = 2.0;
-    d.register(500, "c1", &svc(), moved.clone())
+    d.register(delay / 2, "c1", &svc(), moved.clone())
         .expect("register");
-    d.on_tick(900);
+    d.on_tick(delay - 1);
     assert!(syncs(&d.drain()).is_empty(), "nothing before the delay");
-    d.on_tick(1_000);
+    d.on_tick(delay);
     let out = syncs(&d.drain());
     assert_eq!(out.len(), 2, "one sync per peer: {out:?}");
     for (_, data) in out {
