@@ -14,7 +14,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use nacre_tests::{
-    clashes, free_http_ports, http, temp_dir, write_cluster_conf, HttpResponse, Nacre,
+    clashes, free_http_ports, http, listed, temp_dir, write_cluster_conf, HttpResponse, Nacre,
 };
 
 /// Log filter of the members: Nacre's info lines plus openraft's leader transitions.
@@ -477,32 +477,6 @@ const EXPIRY_WATCH_MS: u64 = 40_000;
 const BEAT_MS: u64 = 5_000;
 /// Period of the list polls on every member.
 const EXPIRY_POLL_MS: u64 = 250;
-
-/// The `(ip, healthy)` of every host a member lists for `service`.
-fn listed(port: u16, service: &str) -> Result<Vec<(String, bool)>, String> {
-    let r = http(
-        port,
-        "GET",
-        &format!("/nacos/v1/ns/instance/list?serviceName={service}"),
-        &[],
-        "",
-    )?;
-    if r.status != 200 {
-        return Err(format!("list via {port}: {} {}", r.status, r.body));
-    }
-    let v: serde_json::Value = serde_json::from_str(&r.body).map_err(|e| e.to_string())?;
-    Ok(v["hosts"]
-        .as_array()
-        .ok_or("no hosts array")?
-        .iter()
-        .map(|h| {
-            (
-                h["ip"].as_str().unwrap_or("").to_string(),
-                h["healthy"].as_bool().unwrap_or(false),
-            )
-        })
-        .collect())
-}
 
 fn naming_write(port: u16, method: &str, target: &str) -> Result<String, String> {
     let r = http(port, method, target, &[], "")?;

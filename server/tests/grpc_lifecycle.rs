@@ -170,18 +170,9 @@ impl Raw {
     }
 }
 
+/// How many instances the member on `port` lists for `service`.
 fn listed(port: u16, service: &str) -> usize {
-    let r = http(
-        port,
-        "GET",
-        &format!("/nacos/v1/ns/instance/list?serviceName={service}"),
-        &[],
-        "",
-    )
-    .expect("list");
-    assert_eq!(r.status, 200, "{}", r.body);
-    let v: Value = serde_json::from_str(&r.body).expect("json");
-    v["hosts"].as_array().map_or(0, Vec::len)
+    nacre_tests::listed(port, service).expect("list").len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

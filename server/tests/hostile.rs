@@ -539,17 +539,7 @@ fn register_range(port: u16, service: &str, first: usize, count: usize) -> Vec<(
 }
 
 fn instance_count(port: u16, service: &str) -> usize {
-    let r = http(
-        port,
-        "GET",
-        &format!("/nacos/v1/ns/instance/list?serviceName={service}"),
-        &[],
-        "",
-    )
-    .expect("list");
-    assert_eq!(r.status, 200, "{}", r.body);
-    let v: serde_json::Value = serde_json::from_str(&r.body).expect("json");
-    v["hosts"].as_array().map_or(0, Vec::len)
+    nacre_tests::listed(port, service).expect("list").len()
 }
 
 /// A flood of registrations into one service stops at `INSTANCES_PER_SERVICE_MAX` with a 400;

@@ -353,6 +353,33 @@ impl Drop for Nacre {
     }
 }
 
+/// The `(ip, healthy)` of every host the member on `port` lists for `service` (public
+/// namespace, default group).
+pub fn listed(port: u16, service: &str) -> Result<Vec<(String, bool)>, String> {
+    let r = http(
+        port,
+        "GET",
+        &format!("/nacos/v1/ns/instance/list?serviceName={service}"),
+        &[],
+        "",
+    )?;
+    if r.status != 200 {
+        return Err(format!("list via {port}: {} {}", r.status, r.body));
+    }
+    let v: serde_json::Value = serde_json::from_str(&r.body).map_err(|e| e.to_string())?;
+    Ok(v["hosts"]
+        .as_array()
+        .ok_or("no hosts array")?
+        .iter()
+        .map(|h| {
+            (
+                h["ip"].as_str().unwrap_or("").to_string(),
+                h["healthy"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
