@@ -33,6 +33,11 @@ pub const PEER_CONNECTIONS_MAX: usize = 256;
 pub const PEER_IDLE_TIMEOUT_MS: u64 = 60_000;
 /// Idle connections kept per peer address.
 pub const PEER_POOL_PER_ADDR: usize = 16;
+/// Connections open at once to one peer address, per transport: further calls wait for one
+/// (within their deadline) instead of opening more. Without this bound a burst of Distro syncs
+/// (one call per client) opened hundreds of connections at once, overflowed the peer's accept
+/// queue and made unrelated forwards fail with connect timeouts.
+pub const PEER_CALLS_PER_ADDR: usize = 32;
 /// A pooled connection idle longer than this is not reused (well under the serving side's
 /// `PEER_IDLE_TIMEOUT_MS`, so the two never race).
 pub const PEER_POOL_IDLE_MS: u64 = 20_000;
@@ -85,12 +90,26 @@ pub struct TcpTransport {
 
 /// Idle connections by peer address, with the instant they were returned.
 #[derive(Debug, Default)]
-struct Pool(Mutex<BTreeMap<String, Vec<(TcpStream, tokio::time::Instant)>>>);
+struct Pool {
+    idle: Mutex<BTreeMap<String, Vec<(TcpStream, tokio::time::Instant)>>>,
+    /// The calls in progress per address, bounded by `PEER_CALLS_PER_ADDR`.
+    slots: Mutex<BTreeMap<String, Arc<Semaphore>>>,
+}
 
 impl Pool {
+    /// The call slots of `addr`.
+    fn slots(&self, addr: &str) -> Arc<Semaphore> {
+        self.slots
+            .lock()
+            .expect("peer slots")
+            .entry(addr.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(PEER_CALLS_PER_ADDR)))
+            .clone()
+    }
+
     /// A pooled connection to `addr` that is still open, if any.
     fn take(&self, addr: &str) -> Option<TcpStream> {
-        let mut pool = self.0.lock().expect("peer pool");
+        let mut pool = self.idle.lock().expect("peer pool");
         let idle = pool.get_mut(addr)?;
         while let Some((stream, since)) = idle.pop() {
             if since.elapsed() > Duration::from_millis(PEER_POOL_IDLE_MS) {
@@ -108,7 +127,7 @@ impl Pool {
 
     /// Returns a connection after a complete exchange.
     fn put(&self, addr: String, stream: TcpStream) {
-        let mut pool = self.0.lock().expect("peer pool");
+        let mut pool = self.idle.lock().expect("peer pool");
         let idle = pool.entry(addr).or_default();
         if idle.len() < PEER_POOL_PER_ADDR {
             idle.push((stream, tokio::time::Instant::now()));
@@ -150,6 +169,13 @@ impl PeerTransport for TcpTransport {
         Box::pin(async move {
             // One deadline for the whole call: connecting must not extend the caller's budget.
             let deadline = tokio::time::Instant::now() + timeout;
+            let slots = pool.slots(&addr);
+            let Ok(Ok(_slot)) = tokio::time::timeout_at(deadline, slots.acquire_owned()).await
+            else {
+                return Err(TransportError::Unreachable(format!(
+                    "member {target} at {addr}: {PEER_CALLS_PER_ADDR} calls already in progress"
+                )));
+            };
             let mut stream = match pool.take(&addr) {
                 Some(s) => s,
                 None => Pool::connect(target, &addr, deadline).await?,
@@ -270,6 +296,47 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn calls_to_one_peer_share_a_bounded_number_of_connections() {
+        // A peer that accepts and never answers: every call holds its connection until its
+        // deadline, so the calls beyond the bound find no slot and open nothing.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(s);
+            }
+        });
+        let transport = TcpTransport::default();
+        let call = |ms: u64| {
+            tokio::spawn(transport.call(2, &addr, PeerRequest::Ping, Duration::from_millis(ms)))
+        };
+        let holding: Vec<_> = (0..PEER_CALLS_PER_ADDR).map(|_| call(2_000)).collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let extra: Vec<_> = (0..8).map(|_| call(300)).collect();
+        for c in extra {
+            let r = c.await.expect("joined");
+            assert!(
+                matches!(&r, Err(TransportError::Unreachable(m)) if m.contains("in progress")),
+                "{r:?}"
+            );
+        }
+        assert_eq!(
+            accepted.load(std::sync::atomic::Ordering::SeqCst),
+            PEER_CALLS_PER_ADDR,
+            "the extra calls opened no connection"
+        );
+        for c in holding {
+            let r = c.await.expect("joined");
+            assert!(matches!(r, Err(TransportError::Timeout)), "{r:?}");
+        }
+        server.abort();
+    }
+
     struct FixedClock;
 
     impl nacre_engine::ports::Clock for FixedClock {
@@ -332,7 +399,7 @@ mod tests {
         assert_eq!(
             transport
                 .pool
-                .0
+                .idle
                 .lock()
                 .expect("pool")
                 .get(&addr)
