@@ -367,17 +367,7 @@ mod tests {
             before,
             "the naming tables are part of the digest"
         );
-        let image = SnapshotImage {
-            version: SNAPSHOT_VERSION,
-            meta: SnapshotMeta {
-                last_log_id: state.last_applied,
-                last_membership: state.membership.clone(),
-                snapshot_id: "t".into(),
-            },
-            state_digest: state.digest(),
-            state: state.clone(),
-        };
-        let back = SnapshotImage::decode(&image.encode()).expect("decodes");
+        let back = SnapshotImage::decode(&image_of(&state).encode()).expect("decodes");
         assert_eq!(back.state, state);
         assert_eq!(back.state.naming.instances(&key).len(), 1);
     }

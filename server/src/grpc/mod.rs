@@ -218,7 +218,8 @@ impl Grpc {
         self.by_addr.lock().expect("conns").get(addr).cloned()
     }
 
-    fn conn_by_id(&self, id: &str) -> Option<Arc<Conn>> {
+    /// The connection with id `id`.
+    pub fn conn_by_id(&self, id: &str) -> Option<Arc<Conn>> {
         self.by_id.lock().expect("conns").get(id).cloned()
     }
 
@@ -273,11 +274,6 @@ impl Grpc {
         {
             tracing::debug!(conn = %conn.id, "push {type_name} dropped: queue full or closed");
         }
-    }
-
-    /// The connection with id `id`.
-    pub fn conn(&self, id: &str) -> Option<Arc<Conn>> {
-        self.conn_by_id(id)
     }
 
     /// Handles one unary call from transport `addr`.

@@ -64,7 +64,7 @@ fn reload_client(grpc: &Grpc, p: &Params) -> Response {
     if id.is_empty() {
         return text(StatusCode::BAD_REQUEST, "Param 'connectionId' is required.");
     }
-    let Some(conn) = grpc.conn(id) else {
+    let Some(conn) = grpc.conn_by_id(id) else {
         return text(StatusCode::NOT_FOUND, format!("connection {id} not found"));
     };
     grpc.push(
@@ -76,7 +76,7 @@ fn reload_client(grpc: &Grpc, p: &Params) -> Response {
 }
 
 /// `GET …/loader/reloadCurrent?count=&redirectAddress=`: asks `count` connections to
-/// reconnect elsewhere (the most recently idle first), to shed load from this member.
+/// reconnect elsewhere (the longest idle first), to shed load from this member.
 fn reload_current(grpc: &Grpc, p: &Params) -> Response {
     let Ok(count) = p.get("count").parse::<usize>() else {
         return text(
