@@ -24,6 +24,17 @@ pub const SNAPSHOT_CHUNK_BYTES: u64 = 1024 * 1024;
 /// Entries sent in one append RPC.
 pub const APPEND_ENTRIES_MAX: u64 = 1_024;
 
+/// Group commit (`raft::batcher`): batches the leader has proposed and not yet seen answered.
+/// Raft makes one entry durable before it appends the next, so writes arriving while these
+/// are in flight gather into the next batch; two keep the disk busy back to back.
+pub const PROPOSALS_IN_FLIGHT: usize = 2;
+/// Config commands in one batched entry, at most.
+pub const BATCH_COMMANDS_MAX: usize = 512;
+/// Estimated bytes of one batched entry, at most (a larger single command goes alone).
+pub const BATCH_BYTES_MAX: usize = 1024 * 1024;
+/// Writes queued for the batcher before proposers wait for room.
+pub const PROPOSALS_QUEUED_MAX: usize = 8_192;
+
 /// How long a write waits for a leader to be known before it is rejected with `NoLeader`.
 pub const WRITE_LEADER_WAIT_MS: u64 = 5_000;
 /// Deadline of a write once a leader is known (forward + commit + local apply).

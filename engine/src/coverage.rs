@@ -46,10 +46,12 @@ pub enum Mark {
     DistroPeerRecovered,
     /// Distro: a new owner took a handed-over copy of an HTTP client.
     DistroHandoffTaken,
+    /// The leader proposed several config writes as one entry (group commit).
+    WritesBatched,
 }
 
 /// Every mark, in report order.
-pub const ALL: [Mark; 18] = [
+pub const ALL: [Mark; 19] = [
     Mark::JournalTornTailCut,
     Mark::JournalCorruptRefused,
     Mark::SnapshotBuilt,
@@ -68,6 +70,7 @@ pub const ALL: [Mark; 18] = [
     Mark::DistroUnlistedCopyDropped,
     Mark::DistroPeerRecovered,
     Mark::DistroHandoffTaken,
+    Mark::WritesBatched,
 ];
 
 static COUNTS: [AtomicU64; ALL.len()] = [const { AtomicU64::new(0) }; ALL.len()];
@@ -94,6 +97,7 @@ impl Mark {
             Mark::DistroUnlistedCopyDropped => "distro_unlisted_copy_dropped",
             Mark::DistroPeerRecovered => "distro_peer_recovered",
             Mark::DistroHandoffTaken => "distro_handoff_taken",
+            Mark::WritesBatched => "writes_batched",
         }
     }
 

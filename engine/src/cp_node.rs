@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState, SnapshotPolicy};
 
 use crate::config::listen::ConfigChange;
@@ -24,6 +24,7 @@ use crate::constants::*;
 use crate::error::{Fatal, Reject};
 use crate::naming::distro::{DistroReply, NamingError};
 use crate::ports::{Clock, Disk, PeerTransport, TransportError};
+use crate::raft::batcher::{Batcher, ProposeError};
 use crate::raft::command::{Command, Op};
 use crate::raft::log_store::{LogStore, LogStoreOptions};
 use crate::raft::network::NetworkFactory;
@@ -87,6 +88,8 @@ pub struct CpNode {
     clock: Arc<dyn Clock>,
     log: LogStore,
     config_changes: tokio::sync::broadcast::Sender<ConfigChange>,
+    /// Group commit of the writes this member proposes as leader.
+    batcher: Batcher,
 }
 
 fn raft_config(opts: &CpOptions) -> Result<Arc<openraft::Config>, Fatal> {
@@ -128,8 +131,10 @@ impl CpNode {
         let raft = Raft::new(opts.id, config, network, log.clone(), sm)
             .await
             .map_err(|e| Fatal::Io(format!("raft start: {e}")))?;
+        let batcher = Batcher::start(raft.clone());
         let node = Arc::new(CpNode {
             id: opts.id,
+            batcher,
             raft,
             state,
             transport,
@@ -347,18 +352,13 @@ impl CpNode {
         loop {
             let (leader, addr) = self.wait_leader(deadline).await?;
             if leader == self.id {
-                match self.raft.client_write(cmd.clone()).await {
-                    Ok(resp) => {
-                        return Ok(Written {
-                            index: resp.log_id.index,
-                            result: resp.data,
-                        })
-                    }
-                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                match self.batcher.propose(cmd.clone()).await {
+                    Ok(written) => return Ok(written),
+                    Err(ProposeError::NotLeader) => {
                         tokio::time::sleep(Duration::from_millis(WAIT_POLL_MS)).await;
                         continue;
                     }
-                    Err(e) => return Err(Reject::Unavailable(e.to_string())),
+                    Err(ProposeError::Failed(e)) => return Err(Reject::Unavailable(e)),
                 }
             }
             let request = ClientRequest::Write(cmd.clone());

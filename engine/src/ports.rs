@@ -85,6 +85,9 @@ pub trait Clock: Send + Sync + 'static {
 pub trait RaftObserver: Send + Sync + 'static {
     /// Entries were durably appended (index, term, leader node, payload digest).
     fn on_append(&self, node: u64, entries: &[EntryDigest]);
+    /// An entry whose payload digest is `payload` carries several writes (group commit);
+    /// `parts` are the payload digests each would have had as an entry of its own.
+    fn on_batch(&self, payload: u64, parts: &[u64]);
     /// Entries from `since_index` on were truncated (conflict with a new leader).
     fn on_truncate(&self, node: u64, since_index: u64);
     /// Entries up to and including `upto_index` were purged (behind a snapshot).

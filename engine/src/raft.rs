@@ -1,5 +1,6 @@
 //! Nacre's single Raft group: types, storage, network and (under `cfg(madsim)`) the runtime.
 
+pub mod batcher;
 pub mod command;
 pub mod journal;
 pub mod log_store;

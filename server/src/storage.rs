@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use nacre_engine::error::Fatal;
 use nacre_engine::ports::{Disk, DiskFile};
@@ -17,8 +17,11 @@ use nacre_engine::ports::{Disk, DiskFile};
 pub struct FileDisk {
     dir: PathBuf,
     // Open append handles, one per file, reused across calls: opening a file per append and
-    // per fsync cost more than the write itself. The lock also serializes appends and syncs.
-    handles: Mutex<BTreeMap<DiskFile, File>>,
+    // per fsync cost more than the write itself. The lock serializes appends, replaces and
+    // truncations; an fsync runs outside it (on its own reference to the handle), so appends
+    // made while a sync is in progress are not held up by it and join the next one (group
+    // commit in the journal's flusher depends on that).
+    handles: Mutex<BTreeMap<DiskFile, Arc<File>>>,
 }
 
 fn io(e: std::io::Error) -> Fatal {
@@ -43,39 +46,46 @@ impl FileDisk {
         File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io)
     }
 
-    fn handles(&self) -> std::sync::MutexGuard<'_, BTreeMap<DiskFile, File>> {
+    fn handles(&self) -> std::sync::MutexGuard<'_, BTreeMap<DiskFile, Arc<File>>> {
         self.handles.lock().expect("disk lock poisoned")
     }
 
-    /// Runs `f` on the open append handle of `file`, opening it on first use.
-    fn with_handle<T>(
+    /// The open append handle of `file` in `handles`, opened on first use.
+    fn handle_in(
         &self,
+        handles: &mut BTreeMap<DiskFile, Arc<File>>,
         file: DiskFile,
-        f: impl FnOnce(&mut File) -> std::io::Result<T>,
-    ) -> Result<T, Fatal> {
-        let mut handles = self.handles();
-        let handle = match handles.entry(file) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(v) => {
-                let h = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(self.path(file))
-                    .map_err(io)?;
-                v.insert(h)
-            }
-        };
-        f(handle).map_err(io)
+    ) -> Result<Arc<File>, Fatal> {
+        if let Some(h) = handles.get(&file) {
+            return Ok(h.clone());
+        }
+        let h = Arc::new(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.path(file))
+                .map_err(io)?,
+        );
+        handles.insert(file, h.clone());
+        Ok(h)
     }
 }
 
 impl Disk for FileDisk {
     fn append(&self, file: DiskFile, bytes: &[u8]) -> Result<(), Fatal> {
-        self.with_handle(file, |h| h.write_all(bytes))
+        let mut handles = self.handles();
+        let h = self.handle_in(&mut handles, file)?;
+        (&*h).write_all(bytes).map_err(io)
     }
 
     fn sync(&self, file: DiskFile) -> Result<(), Fatal> {
-        self.with_handle(file, |h| h.sync_data())
+        // Everything appended before this call went through the same open file, so syncing
+        // it covers them. A replace or truncate meanwhile syncs the new content itself.
+        let h = {
+            let mut handles = self.handles();
+            self.handle_in(&mut handles, file)?
+        };
+        h.sync_data().map_err(io)
     }
 
     fn read(&self, file: DiskFile) -> Result<Option<Vec<u8>>, Fatal> {

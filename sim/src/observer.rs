@@ -22,6 +22,8 @@ pub struct Observed {
     pub violations: Vec<Violation>,
     pub snapshot_installs: u64,
     pub truncations: u64,
+    /// Batched entries (by payload digest): the payload digests of their writes.
+    pub batches: BTreeMap<u64, Vec<u64>>,
 }
 
 /// The shared observer.
@@ -62,6 +64,10 @@ impl RaftObserver for Observer {
             log.insert(e.index, *e);
         }
         o.violations.extend(out);
+    }
+
+    fn on_batch(&self, payload: u64, parts: &[u64]) {
+        self.lock().batches.insert(payload, parts.to_vec());
     }
 
     fn on_truncate(&self, node: u64, since_index: u64) {

@@ -485,6 +485,7 @@ fn check_all(w: &World, ops: &[crate::workload::OpRecord]) -> Vec<Violation> {
     let observed = w.observer.lock();
     let mut out = observed.violations.clone();
     let committed = observed.sm.committed();
+    let batches = observed.batches.clone();
     drop(observed);
     let converged = w
         .running()
@@ -511,7 +512,7 @@ fn check_all(w: &World, ops: &[crate::workload::OpRecord]) -> Vec<Violation> {
             _ => None,
         })
         .collect();
-    durability::check(&acked, &committed, converged, &mut out);
+    durability::check(&acked, &committed, &batches, converged, &mut out);
     let reads: Vec<LocalRead> = ops
         .iter()
         .filter(|o| o.kind == OpKind::GetLocal)

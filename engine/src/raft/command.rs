@@ -32,6 +32,29 @@ pub enum Op {
     Naming(NamingCommand),
     /// A change of the custom namespaces.
     Namespace(NamespaceCommand),
+    /// Config commands proposed together (group commit, `cp_node`): applied in order, each
+    /// with its own time, as if each were its own entry at this index. Only config commands,
+    /// of distinct keys, so every key's revision still moves by one per entry. Not recursive,
+    /// so a decoder never nests.
+    Batch(Vec<BatchedConfig>),
+}
+
+/// One config command of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchedConfig {
+    /// Wall-clock milliseconds at the member that proposed it.
+    pub now_ms: u64,
+    pub command: ConfigCommand,
+}
+
+impl BatchedConfig {
+    /// The command as it would have been proposed alone.
+    pub fn to_command(&self) -> Command {
+        Command {
+            now_ms: self.now_ms,
+            op: Op::Config(self.command.clone()),
+        }
+    }
 }
 
 /// The result of applying one entry.
@@ -47,6 +70,8 @@ pub enum CommandResult {
     Naming(NamingApplied),
     /// A namespace command's outcome.
     Namespace(NamespaceApplied),
+    /// The outcome of each command of a `Op::Batch`, in order.
+    Batch(Vec<ConfigApplied>),
 }
 
 impl std::fmt::Display for Command {

@@ -12,8 +12,9 @@ use std::ops::RangeBounds;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{AnyError, RaftLogReader, StorageIOError};
+use openraft::{AnyError, EntryPayload, RaftLogReader, StorageIOError};
 
+use super::command::{Command, Op};
 use super::journal::{replay, JournalRecord};
 use super::type_config::{Entry, LogId, StorageError, TypeConfig, Vote};
 #[cfg(madsim)]
@@ -91,6 +92,23 @@ fn sync_journal(disk: &dyn Disk) -> Result<(), Fatal> {
     disk.sync(DiskFile::Journal)
 }
 
+/// Runs the journal's fsync. In production it runs on tokio's blocking pool: an fsync takes
+/// hundreds of microseconds, and on a worker thread it would stall every task scheduled there,
+/// Raft's core among them, which then could not append the next writes while this batch
+/// syncs. The simulator has no blocking pool and syncs inline (its disk is memory).
+async fn sync_off_runtime(disk: Arc<dyn Disk>) -> Result<(), Fatal> {
+    #[cfg(not(madsim))]
+    {
+        tokio::task::spawn_blocking(move || sync_journal(disk.as_ref()))
+            .await
+            .unwrap_or_else(|e| Err(Fatal::Io(format!("journal sync task failed: {e}"))))
+    }
+    #[cfg(madsim)]
+    {
+        sync_journal(disk.as_ref())
+    }
+}
+
 /// Makes queued appends durable with one fsync per round, then completes them in order.
 /// Each completed entry that is still in the log (not truncated meanwhile) is reported to the
 /// observer as durably appended.
@@ -107,7 +125,7 @@ async fn flusher(inner: Arc<Mutex<LogInner>>, mut rx: tokio::sync::mpsc::Receive
         let disk = inner.lock().expect("log store lock poisoned").disk.clone();
         // The fsync runs without the log lock, so new appends can be written meanwhile; they
         // are not in this batch and wait for the next round.
-        let result = sync_journal(disk.as_ref());
+        let result = sync_off_runtime(disk).await;
         let guard = inner.lock().expect("log store lock poisoned");
         for p in batch {
             match &result {
@@ -145,6 +163,26 @@ pub fn entry_digest(e: &Entry) -> EntryDigest {
         leader: e.log_id.leader_id.node_id,
         payload: fnv64(&payload),
     }
+}
+
+/// For a batched entry, the payload digest each of its writes would have had alone.
+fn batch_parts(e: &Entry) -> Option<Vec<u64>> {
+    let EntryPayload::Normal(Command {
+        op: Op::Batch(batch),
+        ..
+    }) = &e.payload
+    else {
+        return None;
+    };
+    Some(
+        batch
+            .iter()
+            .map(|b| {
+                let alone = EntryPayload::<TypeConfig>::Normal(b.to_command());
+                fnv64(&postcard::to_allocvec(&alone).expect("encoding owned data cannot fail"))
+            })
+            .collect(),
+    )
 }
 
 fn io_err(e: Fatal) -> StorageError {
@@ -335,9 +373,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let digests: Vec<EntryDigest> = entries.iter().map(entry_digest).collect();
+        let mut digests: Vec<EntryDigest> = Vec::new();
         {
             let mut inner = self.lock();
+            // Digests are for the checkers only; production has no observer.
+            if let Some(obs) = &inner.options.observer {
+                digests = entries.iter().map(entry_digest).collect();
+                for (e, d) in entries.iter().zip(&digests) {
+                    if let Some(parts) = batch_parts(e) {
+                        obs.on_batch(d.payload, &parts);
+                    }
+                }
+            }
             if let Err(e) = inner.write(&JournalRecord::Entries(entries.clone()), false) {
                 callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
                 return Err(io_err(e));

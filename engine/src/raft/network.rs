@@ -85,6 +85,7 @@ fn fits_in_frame(rpc: &AppendEntriesRequest<TypeConfig>) -> bool {
 fn command_bytes(c: &super::command::Command) -> usize {
     match &c.op {
         super::command::Op::Config(c) => c.approx_bytes(),
+        super::command::Op::Batch(b) => b.iter().map(|b| b.command.approx_bytes() + 16).sum(),
         _ => 256,
     }
 }

@@ -62,31 +62,39 @@ impl CpState {
         h.finish()
     }
 
-    /// Applies one entry; also the config change listeners must hear, if any.
-    fn apply_entry(&mut self, entry: &Entry) -> (CommandResult, Option<ConfigChange>) {
+    /// Applies one entry; the config changes listeners must hear go to `changes`.
+    fn apply_entry(&mut self, entry: &Entry, changes: &mut Vec<ConfigChange>) -> CommandResult {
         self.last_applied = Some(entry.log_id);
+        let index = entry.log_id.index;
         match &entry.payload {
-            EntryPayload::Blank => (CommandResult::None, None),
+            EntryPayload::Blank => CommandResult::None,
             EntryPayload::Membership(m) => {
                 self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
-                (CommandResult::None, None)
+                CommandResult::None
             }
             EntryPayload::Normal(cmd) => match &cmd.op {
                 Op::Config(c) => {
-                    let (applied, change) =
-                        self.configs
-                            .apply_with_change(entry.log_id.index, cmd.now_ms, c);
-                    (CommandResult::Config(applied), change)
+                    let (applied, change) = self.configs.apply_with_change(index, cmd.now_ms, c);
+                    changes.extend(change);
+                    CommandResult::Config(applied)
                 }
+                Op::Batch(batch) => CommandResult::Batch(
+                    batch
+                        .iter()
+                        .map(|b| {
+                            let (applied, change) =
+                                self.configs.apply_with_change(index, b.now_ms, &b.command);
+                            changes.extend(change);
+                            applied
+                        })
+                        .collect(),
+                ),
                 Op::PurgeHistory { retention_ms } => {
                     let rows = self.configs.purge_history(cmd.now_ms, *retention_ms);
-                    (CommandResult::Purged { rows: rows as u64 }, None)
+                    CommandResult::Purged { rows: rows as u64 }
                 }
-                Op::Naming(n) => (CommandResult::Naming(self.naming.apply(n)), None),
-                Op::Namespace(n) => (
-                    CommandResult::Namespace(self.namespaces.apply(cmd.now_ms, n)),
-                    None,
-                ),
+                Op::Naming(n) => CommandResult::Naming(self.naming.apply(n)),
+                Op::Namespace(n) => CommandResult::Namespace(self.namespaces.apply(cmd.now_ms, n)),
             },
         }
     }
@@ -268,9 +276,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         {
             let mut state = self.state.write().expect("state lock poisoned");
             for entry in entries {
-                let (result, change) = state.apply_entry(&entry);
-                changes.extend(change);
-                out.push(result);
+                out.push(state.apply_entry(&entry, &mut changes));
                 if let Some(obs) = &self.observer {
                     obs.on_apply(self.node, &entry_digest(&entry));
                 }
@@ -346,6 +352,76 @@ mod tests {
         }
     }
 
+    /// Applies one entry that carries at most one config change.
+    fn apply1(state: &mut CpState, e: &Entry) -> (CommandResult, Option<ConfigChange>) {
+        let mut changes = Vec::new();
+        let result = state.apply_entry(e, &mut changes);
+        assert!(changes.len() <= 1);
+        (result, changes.pop())
+    }
+
+    #[test]
+    fn a_batch_applies_each_command_in_order_at_its_entry_index() {
+        use crate::config::{ConfigCommand, ConfigKey, PublishConfig};
+        use crate::raft::command::BatchedConfig;
+        let a = ConfigKey::new("", "DEFAULT_GROUP", "a");
+        let b = ConfigKey::new("", "DEFAULT_GROUP", "b");
+        let batched = |now_ms, key: &ConfigKey, content: &str, cas: Option<&str>| {
+            let mut p = PublishConfig::new(key.clone(), content);
+            p.cas_md5 = cas.map(str::to_string);
+            BatchedConfig {
+                now_ms,
+                command: ConfigCommand::Publish(p),
+            }
+        };
+        let mut state = CpState::default();
+        apply1(
+            &mut state,
+            &entry(4, Op::Config(batched(0, &b, "zero", None).command)),
+        );
+        let mut changes = Vec::new();
+        let result = state.apply_entry(
+            &entry(
+                5,
+                Op::Batch(vec![
+                    batched(100, &a, "one", None),
+                    batched(200, &b, "two", Some("wrong md5")),
+                ]),
+            ),
+            &mut changes,
+        );
+        assert_eq!(
+            result,
+            CommandResult::Batch(vec![
+                ConfigApplied::Published {
+                    md5: crate::config::md5_hex("one")
+                },
+                ConfigApplied::CasMismatch {
+                    current_md5: crate::config::md5_hex("zero")
+                },
+            ])
+        );
+        assert_eq!(changes.len(), 1, "only the applied publish is a change");
+        let item = state.configs.get(&a).expect("published");
+        assert_eq!((item.revision, item.modified_ms), (5, 100));
+        assert_eq!(state.configs.get(&b).map(|i| i.revision), Some(4));
+        // Applying the same entries elsewhere gives the same state.
+        let mut other = CpState::default();
+        apply1(
+            &mut other,
+            &entry(4, Op::Config(batched(0, &b, "zero", None).command)),
+        );
+        let again = entry(
+            5,
+            Op::Batch(vec![
+                batched(100, &a, "one", None),
+                batched(200, &b, "two", Some("wrong md5")),
+            ]),
+        );
+        other.apply_entry(&again, &mut Vec::new());
+        assert_eq!(other.digest(), state.digest());
+    }
+
     #[test]
     fn naming_tables_apply_and_survive_a_snapshot_round_trip() {
         let mut state = CpState::default();
@@ -359,7 +435,7 @@ mod tests {
             },
         });
         assert_eq!(
-            state.apply_entry(&entry(1, register)),
+            apply1(&mut state, &entry(1, register)),
             (CommandResult::Naming(NamingApplied::Done), None)
         );
         assert_ne!(
@@ -394,19 +470,22 @@ mod tests {
         let key = ConfigKey::new("", "DEFAULT_GROUP", "app.yaml");
         let mut state = CpState::default();
         let publish = |content: &str| PublishConfig::new(key.clone(), content);
-        state.apply_entry(&entry(
-            1,
-            Op::Config(ConfigCommand::Publish(publish("main"))),
-        ));
+        apply1(
+            &mut state,
+            &entry(1, Op::Config(ConfigCommand::Publish(publish("main")))),
+        );
         let main_only = state.digest();
-        let (result, change) = state.apply_entry(&entry(
-            2,
-            Op::Config(ConfigCommand::publish_with(
-                publish("beta"),
-                Some("10.0.0.1"),
-                None,
-            )),
-        ));
+        let (result, change) = apply1(
+            &mut state,
+            &entry(
+                2,
+                Op::Config(ConfigCommand::publish_with(
+                    publish("beta"),
+                    Some("10.0.0.1"),
+                    None,
+                )),
+            ),
+        );
         assert_eq!(
             result,
             CommandResult::Config(ConfigApplied::Published {
@@ -419,14 +498,17 @@ mod tests {
                 ips: vec!["10.0.0.1".into()]
             })
         );
-        let (_, change) = state.apply_entry(&entry(
-            3,
-            Op::Config(ConfigCommand::publish_with(
-                publish("blue"),
-                None,
-                Some("blue"),
-            )),
-        ));
+        let (_, change) = apply1(
+            &mut state,
+            &entry(
+                3,
+                Op::Config(ConfigCommand::publish_with(
+                    publish("blue"),
+                    None,
+                    Some("blue"),
+                )),
+            ),
+        );
         assert_eq!(
             change.and_then(|c| c.gray),
             Some(GrayAudience::Tag { tag: "blue".into() })
@@ -446,10 +528,10 @@ mod tests {
         old.version = SNAPSHOT_VERSION - 1;
         assert!(SnapshotImage::decode(&old.encode()).is_err());
         // Stopping the beta tells its IPs.
-        let (_, change) = state.apply_entry(&entry(
-            4,
-            Op::Config(ConfigCommand::stop_beta(key.clone(), "", "")),
-        ));
+        let (_, change) = apply1(
+            &mut state,
+            &entry(4, Op::Config(ConfigCommand::stop_beta(key.clone(), "", ""))),
+        );
         assert_eq!(change.map(|c| c.md5), Some(String::new()));
     }
 }
