@@ -88,12 +88,16 @@ pub const CLIENT_BEAT_DELETE_MS: u64 = 30_000;
 pub const SYNCED_CLIENT_EXPIRE_MS: u64 = 180_000;
 /// A connection without a keepalive for this long is closed.
 pub const CONNECTION_IDLE_MS: u64 = 20_000;
-/// Distro's timer period.
+/// Distro's timer period (expiry, verify, reports, loads).
 pub const DISTRO_TICK_MS: u64 = 100;
+/// Between ticks, sync tasks that fell due are sent every this many ms, so a change reaches
+/// the other members about `DISTRO_SYNC_DELAY_MS` after it was made, not up to a tick later.
+pub const DISTRO_DISPATCH_MS: u64 = 10;
 /// An HTTP client write is forwarded at most this many times; the member it reaches then
 /// applies it whatever its view of ownership (as Nacos does with forwarded requests).
 pub const DISTRO_FORWARD_HOPS_MAX: u8 = 1;
 
+const _: () = assert!(DISTRO_TICK_MS.is_multiple_of(DISTRO_DISPATCH_MS));
 const _: () = assert!(CLIENT_BEAT_INTERVAL_MS < CLIENT_BEAT_UNHEALTHY_MS);
 const _: () = assert!(CLIENT_BEAT_UNHEALTHY_MS < CLIENT_BEAT_DELETE_MS);
 const _: () = assert!(RAFT_HEARTBEAT_MS * 3 < RAFT_ELECTION_TIMEOUT_MIN_MS);

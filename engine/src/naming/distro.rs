@@ -927,6 +927,19 @@ impl Distro {
         self.flush_pushes();
     }
 
+    /// Whether a sync task is due and not already being sent.
+    pub fn has_due_task(&self, now: u64) -> bool {
+        self.tasks
+            .iter()
+            .any(|(k, t)| t.due_ms <= now && !self.sending.contains(k))
+    }
+
+    /// Between ticks: sends the sync tasks that fell due.
+    pub fn on_dispatch(&mut self, now: u64) {
+        self.dispatch(now);
+        self.flush_pushes();
+    }
+
     fn dispatch(&mut self, now: u64) {
         let due: Vec<(String, String)> = self
             .tasks

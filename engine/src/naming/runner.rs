@@ -9,7 +9,8 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 use crate::constants::{
-    DISTRO_CALL_TIMEOUT_MS, DISTRO_FORWARD_HOPS_MAX, DISTRO_LOAD_TIMEOUT_MS, DISTRO_TICK_MS,
+    DISTRO_CALL_TIMEOUT_MS, DISTRO_DISPATCH_MS, DISTRO_FORWARD_HOPS_MAX, DISTRO_LOAD_TIMEOUT_MS,
+    DISTRO_TICK_MS,
 };
 use crate::naming::distro::{
     Distro, DistroMsg, DistroReply, DistroTimings, Effect, IpPortOutcome, IpPortWrite, NamingError,
@@ -263,12 +264,21 @@ fn runtime_now() -> tokio::time::Instant {
     tokio::time::Instant::now()
 }
 
+/// Distro's timer: a full tick every `DISTRO_TICK_MS`, and in between, every
+/// `DISTRO_DISPATCH_MS`, only the sending of sync tasks that fell due.
 async fn ticker(runner: Weak<DistroRunner>) {
+    let per_tick = DISTRO_TICK_MS / DISTRO_DISPATCH_MS;
+    let mut round: u64 = 0;
     loop {
-        tokio::time::sleep(Duration::from_millis(DISTRO_TICK_MS)).await;
+        tokio::time::sleep(Duration::from_millis(DISTRO_DISPATCH_MS)).await;
         let Some(r) = runner.upgrade() else {
             return;
         };
-        r.with(|d, now| d.on_tick(now));
+        round += 1;
+        if round.is_multiple_of(per_tick) {
+            r.with(|d, now| d.on_tick(now));
+        } else if r.read(|d| d.has_due_task(r.now())) {
+            r.with(|d, now| d.on_dispatch(now));
+        }
     }
 }
