@@ -19,7 +19,9 @@ use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState, SnapshotPolicy};
 
 use crate::config::listen::ConfigChange;
-use crate::config::{ConfigItem, ConfigKey, EffectiveConfig, GrayItem, GrayName, TagQuery};
+use crate::config::{
+    ConfigItem, ConfigKey, Effective, EffectiveConfig, GrayItem, GrayName, TagQuery,
+};
 use crate::constants::*;
 use crate::error::{Fatal, Reject};
 use crate::naming::distro::{DistroReply, NamingError};
@@ -228,6 +230,20 @@ impl CpNode {
             .configs
             .effective(key, client_ip, tag)
             .map(|e| e.to_config())
+    }
+
+    /// Runs `f` on what a client at `client_ip` with `tag` is served, from the local replica,
+    /// under the state's read lock: the hot read path renders its answer without copying the
+    /// whole item first. `f` must be short.
+    pub fn with_effective_local<R>(
+        &self,
+        key: &ConfigKey,
+        client_ip: &str,
+        tag: TagQuery<'_>,
+        f: impl FnOnce(Option<Effective<'_>>) -> R,
+    ) -> R {
+        let state = self.state.read().expect("state lock poisoned");
+        f(state.configs.effective(key, client_ip, tag))
     }
 
     /// The md5 a listening client at `client_ip` with `vipserver_tag` is compared with, from

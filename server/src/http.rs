@@ -262,30 +262,34 @@ fn get_config(node: &CpNode, p: &Params, client_ip: &str, headers: &HeaderMap) -
         Err(r) => return reject_response(&r),
     };
     let tag = TagQuery::from_query(Some(p.get("tag")), vipserver_tag(headers));
-    let Some(served) = node.get_effective_local(&key, client_ip, tag) else {
-        return text(StatusCode::NOT_FOUND, "config data not exist\n");
-    };
-    let beta = served.is_beta();
-    let item = served.item;
-    let mut out = text(StatusCode::OK, item.content);
-    let h = out.headers_mut();
-    let mut put = |name: &'static str, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            h.insert(name, v);
+    node.with_effective_local(&key, client_ip, tag, |served| {
+        let Some(served) = served else {
+            return text(StatusCode::NOT_FOUND, "config data not exist\n");
+        };
+        let item = served.item;
+        let mut out = text(StatusCode::OK, item.content.clone());
+        let h = out.headers_mut();
+        let mut put = |name: &'static str, value: &str| {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                h.insert(name, v);
+            }
+        };
+        put("Content-MD5", &item.md5);
+        put("Config-Type", served.config_type);
+        if !item.encrypted_data_key.is_empty() {
+            put("Encrypted-Data-Key", &item.encrypted_data_key);
         }
-    };
-    put("Content-MD5", &item.md5);
-    put("Config-Type", &served.config_type);
-    if beta {
-        put("isBeta", "true");
-    }
-    put("Pragma", "no-cache");
-    put("Expires", "Thu, 01 Jan 1970 00:00:00 GMT");
-    put("Cache-Control", "no-cache,no-store");
-    if !item.encrypted_data_key.is_empty() {
-        put("Encrypted-Data-Key", &item.encrypted_data_key);
-    }
-    out
+        let mut fixed = |name: &'static str, value: &'static str| {
+            h.insert(name, HeaderValue::from_static(value));
+        };
+        if served.is_beta() {
+            fixed("isBeta", "true");
+        }
+        fixed("Pragma", "no-cache");
+        fixed("Expires", "Thu, 01 Jan 1970 00:00:00 GMT");
+        fixed("Cache-Control", "no-cache,no-store");
+        out
+    })
 }
 
 fn publish_command(p: &Params, headers: &HeaderMap, src_ip: String) -> Result<Op, Reject> {
