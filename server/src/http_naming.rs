@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, put};
 use axum::Router;
 use nacre_engine::cp_node::CpNode;
@@ -89,6 +89,108 @@ pub struct NamingApi {
     pub me: String,
     /// The data directory, probed for writability by readiness.
     pub data_dir: std::path::PathBuf,
+    /// Rendered `hosts` of recent instance lists.
+    pub list_cache: ListCache,
+}
+
+/// Services whose rendered instance lists are kept.
+const LIST_CACHE_SERVICES_MAX: usize = 1_024;
+/// Query variants (clusters, healthyOnly) kept per service.
+const LIST_CACHE_VIEWS_MAX: usize = 8;
+/// Rendered bytes kept in all; a list longer than a tenth of this is not kept.
+const LIST_CACHE_BYTES_MAX: usize = 16 << 20;
+
+/// The rendered `hosts` of recent v1 instance lists, per service and query. An entry is used
+/// only while everything the list is made of is unchanged: the Distro generation of the
+/// service (`Distro::generation_of`), its metadata record and its persistent instances
+/// (compared whole: both are small, and reading them is cheap next to rendering).
+#[derive(Default)]
+pub struct ListCache(Mutex<CachedLists>);
+
+#[derive(Default)]
+struct CachedLists {
+    services: BTreeMap<ServiceKey, CachedService>,
+    bytes: usize,
+}
+
+struct CachedService {
+    generation: u64,
+    meta: Option<ServiceMeta>,
+    persistent: Vec<Instance>,
+    views: Vec<CachedView>,
+}
+
+struct CachedView {
+    query: Query,
+    hosts: Arc<[u8]>,
+    reach_protection_threshold: bool,
+}
+
+impl CachedService {
+    fn bytes(&self) -> usize {
+        self.views.iter().map(|v| v.hosts.len()).sum()
+    }
+}
+
+impl ListCache {
+    fn get(
+        &self,
+        key: &ServiceKey,
+        generation: u64,
+        meta: &Option<ServiceMeta>,
+        persistent: &[Instance],
+        query: &Query,
+    ) -> Option<(Arc<[u8]>, bool)> {
+        let lists = self.0.lock().expect("list cache lock poisoned");
+        let s = lists.services.get(key)?;
+        if s.generation != generation || s.meta != *meta || s.persistent != persistent {
+            return None;
+        }
+        s.views
+            .iter()
+            .find(|v| v.query == *query)
+            .map(|v| (v.hosts.clone(), v.reach_protection_threshold))
+    }
+
+    fn put(&self, key: &ServiceKey, made_of: CachedService, view: CachedView) {
+        if view.hosts.len() > LIST_CACHE_BYTES_MAX / 10 {
+            return;
+        }
+        let mut lists = self.0.lock().expect("list cache lock poisoned");
+        let lists = &mut *lists;
+        if let Some(old) = lists.services.get_mut(key) {
+            if old.generation == made_of.generation
+                && old.meta == made_of.meta
+                && old.persistent == made_of.persistent
+            {
+                if let Some(at) = old.views.iter().position(|v| v.query == view.query) {
+                    lists.bytes -= old.views.remove(at).hosts.len();
+                } else if old.views.len() >= LIST_CACHE_VIEWS_MAX {
+                    lists.bytes -= old.views.remove(0).hosts.len();
+                }
+                lists.bytes += view.hosts.len();
+                old.views.push(view);
+                return;
+            }
+        }
+        if let Some(old) = lists.services.remove(key) {
+            lists.bytes -= old.bytes();
+        }
+        if lists.services.len() >= LIST_CACHE_SERVICES_MAX
+            || lists.bytes + view.hosts.len() > LIST_CACHE_BYTES_MAX
+        {
+            lists.services.clear();
+            lists.bytes = 0;
+        }
+        lists.bytes += view.hosts.len();
+        lists.services.insert(
+            key.clone(),
+            CachedService {
+                views: vec![view],
+                ..made_of
+            },
+        );
+    }
 }
 
 /// A refusal: status and plain-text body.
@@ -303,6 +405,14 @@ impl NamingApi {
         let state = self.cp.state();
         let state = state.read().expect("state lock poisoned");
         state.naming.services.get(key).cloned()
+    }
+
+    /// The metadata record and the persistent instances of a service, read together.
+    fn cp_view(&self, key: &ServiceKey) -> (Option<ServiceMeta>, Vec<Instance>) {
+        let state = self.cp.state();
+        let state = state.read().expect("state lock poisoned");
+        let meta = state.naming.services.get(key).cloned();
+        (meta, state.naming.instances(key))
     }
 
     pub(crate) fn persistent_instances(&self, key: &ServiceKey) -> Vec<Instance> {
@@ -939,28 +1049,143 @@ async fn list_instances(
                     .collect(),
                 healthy_only: p.flag("healthyOnly", false),
             };
-            let meta = api.meta(&key);
-            let selection = select(&api.instances(&key), meta.as_ref(), &q);
-            let hosts: Vec<Value> = selection
-                .hosts
-                .iter()
-                .map(|i| instance_json(&key, i))
-                .collect();
-            Ok(json_response(&json!({
-                "name": key.grouped_name(),
-                "groupName": key.group,
-                "clusters": clusters,
-                "cacheMillis": PUSH_CACHE_MILLIS,
-                "hosts": hosts,
-                "lastRefTime": SystemClock.now_ms(),
-                "checksum": "",
-                "allIPs": false,
-                "reachProtectionThreshold": selection.reach_protection_threshold,
-                "valid": true,
-            })))
+            let (meta, persistent) = api.cp_view(&key);
+            let generation = api.distro.read(|d| d.generation_of(&key));
+            let (hosts, reach) = match api.list_cache.get(&key, generation, &meta, &persistent, &q)
+            {
+                Some(hit) => hit,
+                None => {
+                    let (generation, ephemeral) = api
+                        .distro
+                        .read(|d| (d.generation_of(&key), d.instances(&key)));
+                    let mut all = persistent.clone();
+                    all.extend(ephemeral);
+                    let selection = select(&all, meta.as_ref(), &q);
+                    let mut hosts = Vec::new();
+                    write_hosts_json(&mut hosts, &key, &selection.hosts);
+                    let hosts: Arc<[u8]> = hosts.into();
+                    let reach = selection.reach_protection_threshold;
+                    api.list_cache.put(
+                        &key,
+                        CachedService {
+                            generation,
+                            meta,
+                            persistent,
+                            views: Vec::new(),
+                        },
+                        CachedView {
+                            query: q,
+                            hosts: hosts.clone(),
+                            reach_protection_threshold: reach,
+                        },
+                    );
+                    (hosts, reach)
+                }
+            };
+            // The fields in the order `json!` gives them (sorted), as the other answers.
+            let mut body = Vec::with_capacity(hosts.len() + 256);
+            body.extend_from_slice(br#"{"allIPs":false,"cacheMillis":"#);
+            write_json(&mut body, &PUSH_CACHE_MILLIS);
+            body.extend_from_slice(br#","checksum":"","clusters":"#);
+            write_json(&mut body, clusters);
+            body.extend_from_slice(br#","groupName":"#);
+            write_json(&mut body, &key.group);
+            body.extend_from_slice(br#","hosts":"#);
+            body.extend_from_slice(&hosts);
+            body.extend_from_slice(br#","lastRefTime":"#);
+            write_json(&mut body, &SystemClock.now_ms());
+            body.extend_from_slice(br#","name":"#);
+            write_json(&mut body, &key.grouped_name());
+            body.extend_from_slice(br#","reachProtectionThreshold":"#);
+            write_json(&mut body, &reach);
+            body.extend_from_slice(br#","valid":true}"#);
+            Ok(json_bytes_response(body))
         }
         .await,
     )
+}
+
+/// Appends the JSON of `value` (as `Value::to_string` writes it).
+fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    // Writing into a Vec fails only for values that cannot be JSON (none are given here).
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+/// A JSON answer from its bytes.
+fn json_bytes_response(body: Vec<u8>) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json;charset=UTF-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Appends the JSON array of `hosts`, each as `instance_json` shows it (byte for byte).
+fn write_hosts_json(out: &mut Vec<u8>, key: &ServiceKey, hosts: &[Instance]) {
+    let service = key.grouped_name();
+    out.push(b'[');
+    for (n, i) in hosts.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        write_instance_json(out, key, &service, i);
+    }
+    out.push(b']');
+}
+
+/// `instance_json(key, i)` written straight into `out` (`service` is `key.grouped_name()`);
+/// the keys in `json!`'s (sorted) order.
+fn write_instance_json(out: &mut Vec<u8>, key: &ServiceKey, service: &str, i: &Instance) {
+    out.extend_from_slice(br#"{"clusterName":"#);
+    write_json(out, &i.cluster);
+    out.extend_from_slice(br#","enabled":"#);
+    write_json(out, &i.enabled);
+    out.extend_from_slice(br#","ephemeral":"#);
+    write_json(out, &i.ephemeral);
+    out.extend_from_slice(br#","healthy":"#);
+    write_json(out, &i.healthy);
+    out.extend_from_slice(br#","instanceHeartBeatInterval":"#);
+    write_json(out, &i.meta_ms(META_BEAT_INTERVAL, CLIENT_BEAT_INTERVAL_MS));
+    out.extend_from_slice(br#","instanceHeartBeatTimeOut":"#);
+    write_json(
+        out,
+        &i.meta_ms(
+            META_BEAT_TIMEOUT,
+            nacre_engine::constants::CLIENT_BEAT_UNHEALTHY_MS,
+        ),
+    );
+    out.extend_from_slice(br#","instanceId":"#);
+    write_json(out, &i.instance_id(key));
+    out.extend_from_slice(br#","instanceIdGenerator":"#);
+    write_json(
+        out,
+        i.metadata
+            .get(META_ID_GENERATOR)
+            .map_or("simple", String::as_str),
+    );
+    out.extend_from_slice(br#","ip":"#);
+    write_json(out, &i.ip);
+    out.extend_from_slice(br#","ipDeleteTimeout":"#);
+    write_json(
+        out,
+        &i.meta_ms(
+            META_DELETE_TIMEOUT,
+            nacre_engine::constants::CLIENT_BEAT_DELETE_MS,
+        ),
+    );
+    out.extend_from_slice(br#","metadata":"#);
+    write_json(out, &i.metadata);
+    out.extend_from_slice(br#","port":"#);
+    write_json(out, &i.port);
+    out.extend_from_slice(br#","serviceName":"#);
+    write_json(out, service);
+    out.extend_from_slice(br#","weight":"#);
+    write_json(out, &i.weight);
+    out.push(b'}');
 }
 
 /// The fields of a 1.x client's beat JSON (`RsInfo`) that the server reads.
@@ -1584,6 +1809,77 @@ async fn batch_metadata(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rendered_hosts_are_byte_for_byte_the_json_of_instance_json() {
+        let key = ServiceKey::new("ns-1", "G\"q", "svc\u{7}é");
+        let plain = Instance::new("10.0.0.1", 8080);
+        let odd = Instance {
+            ip: "a\"b\\c\n\u{1}/ü".into(),
+            port: 65535,
+            weight: 0.25,
+            healthy: false,
+            enabled: false,
+            ephemeral: false,
+            cluster: "C-1".into(),
+            metadata: BTreeMap::from([
+                ("k\t".to_string(), "v\u{1f}\"".to_string()),
+                (META_BEAT_INTERVAL.to_string(), "1000".to_string()),
+                (META_BEAT_TIMEOUT.to_string(), " 3000 ".to_string()),
+                (META_DELETE_TIMEOUT.to_string(), "x".to_string()),
+                (META_ID_GENERATOR.to_string(), "snowflake".to_string()),
+            ]),
+        };
+        let heavy = Instance {
+            weight: 10_000.0,
+            ..Instance::new("::1", 0)
+        };
+        for hosts in [vec![], vec![plain.clone()], vec![plain, odd, heavy]] {
+            let mut out = Vec::new();
+            write_hosts_json(&mut out, &key, &hosts);
+            let expected = Value::Array(hosts.iter().map(|i| instance_json(&key, i)).collect());
+            assert_eq!(String::from_utf8(out).unwrap(), expected.to_string());
+        }
+    }
+
+    #[test]
+    fn list_cache_answers_only_for_the_same_generation_metadata_and_query() {
+        let cache = ListCache::default();
+        let key = ServiceKey::new("public", "G", "svc");
+        let q = Query::default();
+        let view = |q: &Query, body: &[u8]| CachedView {
+            query: q.clone(),
+            hosts: body.into(),
+            reach_protection_threshold: false,
+        };
+        let made_of = |generation| CachedService {
+            generation,
+            meta: None,
+            persistent: Vec::new(),
+            views: Vec::new(),
+        };
+        cache.put(&key, made_of(3), view(&q, b"[1]"));
+        assert_eq!(&*cache.get(&key, 3, &None, &[], &q).unwrap().0, b"[1]");
+        assert!(cache.get(&key, 4, &None, &[], &q).is_none());
+        assert!(cache
+            .get(&key, 3, &Some(ServiceMeta::default()), &[], &q)
+            .is_none());
+        let healthy = Query {
+            healthy_only: true,
+            ..Query::default()
+        };
+        assert!(cache.get(&key, 3, &None, &[], &healthy).is_none());
+        cache.put(&key, made_of(3), view(&healthy, b"[2]"));
+        assert_eq!(&*cache.get(&key, 3, &None, &[], &q).unwrap().0, b"[1]");
+        assert_eq!(
+            &*cache.get(&key, 3, &None, &[], &healthy).unwrap().0,
+            b"[2]"
+        );
+        // A new generation replaces every view of the service.
+        cache.put(&key, made_of(5), view(&q, b"[3]"));
+        assert!(cache.get(&key, 5, &None, &[], &healthy).is_none());
+        assert_eq!(cache.0.lock().unwrap().bytes, 3);
+    }
 
     #[test]
     fn service_names_take_the_group_from_the_name_or_the_parameter() {

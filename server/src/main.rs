@@ -170,6 +170,7 @@ async fn run(settings: Settings, timings: DistroTimings, idle_ms: u64) -> anyhow
         distro: member.naming.clone(),
         me,
         data_dir: settings.data_dir.clone(),
+        list_cache: Default::default(),
     });
     let grpc_state = grpc::Grpc::new(naming_api.clone(), node.clone(), idle_ms);
     let grpc_ops = grpc::ops_router(grpc_state.clone());

@@ -148,6 +148,18 @@ impl ClientData {
     }
 }
 
+/// Whether member `me` owns client `c`, with `healthy` the sorted healthy members (see
+/// `Distro::responsible_for`, without building the answer).
+fn owns(me: &str, healthy: &[String], c: &Client) -> bool {
+    match c.data.kind {
+        ClientKind::Connection => c.origin == Origin::Local,
+        ClientKind::IpPort => {
+            // With no healthy list at all this member is responsible for every tag.
+            responsible(tag_of(&c.data.id), healthy).is_none_or(|r| r == me)
+        }
+    }
+}
+
 /// The client id of an HTTP client: `ip:port#true`.
 pub fn ip_port_client_id(ip: &str, port: u16) -> String {
     format!("{ip}:{port}#true")
@@ -303,6 +315,10 @@ struct Client {
     /// owner counts silence from here, so a stale copy taken over after a partition or a
     /// membership change gives the client a full delete timeout to beat its new owner.
     owned_since_ms: Option<u64>,
+    /// An owned HTTP client whose instances were checked by `expire`: none of them times out
+    /// before this time, as long as its data, beats and `owned_since_ms` stay as they were
+    /// (every change of those clears it). Spares `expire` looking at every instance each tick.
+    quiet_until_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -357,6 +373,15 @@ enum Load {
     Done,
 }
 
+/// The clients publishing instances of one service.
+#[derive(Debug, Default)]
+struct Listed {
+    clients: BTreeSet<String>,
+    /// Changes whenever what a client publishes for the service may have changed; never
+    /// repeats for the same service, even after it was gone (see `Distro::generation_of`).
+    generation: u64,
+}
+
 /// The Distro state machine of one member.
 #[derive(Debug)]
 pub struct Distro {
@@ -366,7 +391,9 @@ pub struct Distro {
     /// `healthy_members()`, recomputed when a peer's health or the member list changes.
     healthy: Vec<String>,
     clients: BTreeMap<String, Client>,
-    by_service: BTreeMap<ServiceKey, BTreeSet<String>>,
+    by_service: BTreeMap<ServiceKey, Listed>,
+    /// Source of `Listed::generation`; only grows.
+    generation: u64,
     subscribers: BTreeMap<ServiceKey, BTreeSet<String>>,
     last_pushed: BTreeMap<ServiceKey, u64>,
     touched: BTreeSet<ServiceKey>,
@@ -393,6 +420,7 @@ impl Distro {
             healthy: Vec::new(),
             clients: BTreeMap::new(),
             by_service: BTreeMap::new(),
+            generation: 0,
             subscribers: BTreeMap::new(),
             last_pushed: BTreeMap::new(),
             touched: BTreeSet::new(),
@@ -482,10 +510,7 @@ impl Distro {
     }
 
     fn owns(&self, c: &Client) -> bool {
-        match c.data.kind {
-            ClientKind::Connection => c.origin == Origin::Local,
-            ClientKind::IpPort => self.responsible_for(tag_of(&c.data.id)) == self.me,
-        }
+        owns(&self.me, &self.healthy, c)
     }
 
     // ----- reads -----------------------------------------------------------------------------
@@ -493,7 +518,12 @@ impl Distro {
     /// Every instance of a service known here, one per instance id (a healthy copy wins).
     pub fn instances(&self, service: &ServiceKey) -> Vec<Instance> {
         let mut by_id: BTreeMap<String, Instance> = BTreeMap::new();
-        for id in self.by_service.get(service).into_iter().flatten() {
+        for id in self
+            .by_service
+            .get(service)
+            .into_iter()
+            .flat_map(|l| &l.clients)
+        {
             let Some(c) = self.clients.get(id) else {
                 continue;
             };
@@ -516,10 +546,18 @@ impl Distro {
         self.by_service
             .get(service)
             .into_iter()
-            .flatten()
+            .flat_map(|l| &l.clients)
             .filter_map(|id| self.clients.get(id))
             .map(|c| c.data.instances_of(service).count())
             .sum()
+    }
+
+    /// A number that changes whenever `instances(service)` may have changed (0: the service has
+    /// no instances here). A number once given for a service is never given for it again,
+    /// so a view of `instances(service)` taken at generation `g` is current while
+    /// `generation_of(service) == g`.
+    pub fn generation_of(&self, service: &ServiceKey) -> u64 {
+        self.by_service.get(service).map_or(0, |l| l.generation)
     }
 
     /// Every instance shown here, as (service, ip, port).
@@ -564,6 +602,7 @@ impl Distro {
             last_renew_ms: now,
             beats: BTreeMap::new(),
             owned_since_ms: None,
+            quiet_until_ms: None,
         });
     }
 
@@ -715,6 +754,7 @@ impl Distro {
                 }
                 if let Some(c) = self.clients.get_mut(&id) {
                     c.beats.insert(service.clone(), now);
+                    c.quiet_until_ms = None;
                 }
             }
             IpPortWrite::Deregister { service, .. } => match self.clients.get(&id) {
@@ -739,6 +779,7 @@ impl Distro {
                     return IpPortOutcome::BeatNotFound { at };
                 };
                 c.beats.insert(service.clone(), now);
+                c.quiet_until_ms = None;
                 if !inst.healthy {
                     let mut data = c.data.clone();
                     if let Some(i) = data.instances.get_mut(service) {
@@ -781,40 +822,56 @@ impl Distro {
             last_renew_ms: renew,
             beats,
             owned_since_ms,
+            quiet_until_ms: None,
         });
         self.queue_all(now, &id, TaskOp::Change);
     }
 
     fn put_client(&mut self, c: Client) {
         let id = c.data.id.clone();
-        if let Some(old) = self.clients.get(&id) {
+        let old = self.clients.insert(id.clone(), c);
+        if let Some(old) = &old {
             for s in old.data.services() {
-                self.touched.insert(s.clone());
-                if let Some(set) = self.by_service.get_mut(s) {
-                    set.remove(&id);
-                }
+                self.unlist(s, &id);
             }
         }
+        let c = &self.clients[&id];
         for s in c.data.services() {
-            self.touched.insert(s.clone());
-            self.by_service
-                .entry(s.clone())
-                .or_default()
-                .insert(id.clone());
+            self.generation += 1;
+            if !self.by_service.contains_key(s) {
+                self.by_service.insert(s.clone(), Listed::default());
+            }
+            if let Some(listed) = self.by_service.get_mut(s) {
+                listed.generation = self.generation;
+                listed.clients.insert(id.clone());
+            }
+            if !self.touched.contains(s) {
+                self.touched.insert(s.clone());
+            }
         }
-        self.by_service.retain(|_, set| !set.is_empty());
-        self.clients.insert(id, c);
     }
 
     fn remove_client(&mut self, id: &str) {
         if let Some(old) = self.clients.remove(id) {
             for s in old.data.services() {
-                self.touched.insert(s.clone());
-                if let Some(set) = self.by_service.get_mut(s) {
-                    set.remove(id);
-                }
+                self.unlist(s, id);
             }
-            self.by_service.retain(|_, set| !set.is_empty());
+        }
+    }
+
+    /// Takes client `id` out of the clients of service `s` (dropping the entry when it was the
+    /// last one) and marks the service changed.
+    fn unlist(&mut self, s: &ServiceKey, id: &str) {
+        self.generation += 1;
+        if let Some(listed) = self.by_service.get_mut(s) {
+            listed.clients.remove(id);
+            listed.generation = self.generation;
+            if listed.clients.is_empty() {
+                self.by_service.remove(s);
+            }
+        }
+        if !self.touched.contains(s) {
+            self.touched.insert(s.clone());
         }
     }
 
@@ -1085,25 +1142,23 @@ impl Distro {
         let keep = self.timings.beat_delete_ms;
         self.tombstones
             .retain(|_, t| now.saturating_sub(*t) <= keep);
-        let owned: Vec<(String, bool)> = self
-            .clients
-            .values()
-            .map(|c| (c.data.id.clone(), self.owns(c)))
-            .collect();
-        for (id, owns) in owned {
-            if let Some(c) = self.clients.get_mut(&id) {
-                c.owned_since_ms = match (owns, c.owned_since_ms) {
-                    (true, since) => Some(since.unwrap_or(now)),
-                    (false, _) => None,
-                };
-            }
-        }
-        let t = self.timings.clone();
+        let t = &self.timings;
         let mut idle_conns = Vec::new();
         let mut dropped = Vec::new();
         let mut changed = Vec::new();
-        for c in self.clients.values() {
-            if self.owns(c) {
+        // One pass, without copying a client unless it changes: this runs every tick over
+        // every client.
+        for c in self.clients.values_mut() {
+            let owned = owns(&self.me, &self.healthy, c);
+            let owned_since_ms = match (owned, c.owned_since_ms) {
+                (true, since) => Some(since.unwrap_or(now)),
+                (false, _) => None,
+            };
+            if owned_since_ms != c.owned_since_ms {
+                c.owned_since_ms = owned_since_ms;
+                c.quiet_until_ms = None;
+            }
+            if owned {
                 match c.data.kind {
                     ClientKind::Connection => {
                         if now.saturating_sub(c.last_renew_ms) > t.conn_idle_ms {
@@ -1111,9 +1166,12 @@ impl Distro {
                         }
                     }
                     ClientKind::IpPort => {
-                        let mut data = c.data.clone();
-                        let mut dirty = false;
+                        if c.quiet_until_ms.is_some_and(|q| now <= q) {
+                            continue;
+                        }
+                        let mut data: Option<ClientData> = None;
                         let mut evidence = 0;
+                        let mut quiet_until = u64::MAX;
                         for (s, inst) in c.data.instances.iter() {
                             let last_beat = c.beats.get(s).copied().unwrap_or(0);
                             let beat = last_beat.max(c.owned_since_ms.unwrap_or(now));
@@ -1121,19 +1179,29 @@ impl Distro {
                             // The instance's own timeouts (preserved metadata) win.
                             let delete_ms = inst.meta_ms(META_DELETE_TIMEOUT, t.beat_delete_ms);
                             let unhealthy_ms = inst.meta_ms(META_BEAT_TIMEOUT, t.beat_unhealthy_ms);
+                            // Nothing happens to this instance while `now` is at most
+                            // `beat` plus the timeout that applies to it.
+                            let timeout = if inst.healthy {
+                                delete_ms.min(unhealthy_ms)
+                            } else {
+                                delete_ms
+                            };
+                            quiet_until = quiet_until.min(beat.saturating_add(timeout));
                             if silent > delete_ms {
-                                data.instances.remove(s);
+                                data.get_or_insert_with(|| c.data.clone())
+                                    .instances
+                                    .remove(s);
                                 evidence = evidence.max(last_beat);
-                                dirty = true;
                             } else if silent > unhealthy_ms && inst.healthy {
-                                if let Some(i) = data.instances.get_mut(s) {
+                                let d = data.get_or_insert_with(|| c.data.clone());
+                                if let Some(i) = d.instances.get_mut(s) {
                                     i.healthy = false;
                                 }
-                                dirty = true;
                             }
                         }
-                        if dirty {
-                            changed.push((data, evidence));
+                        match data {
+                            Some(data) => changed.push((data, evidence)),
+                            None => c.quiet_until_ms = Some(quiet_until),
                         }
                     }
                 }
@@ -1231,6 +1299,7 @@ impl Distro {
             last_renew_ms: now,
             beats,
             owned_since_ms: None,
+            quiet_until_ms: None,
         });
         DistroReply::Ok
     }
@@ -1260,6 +1329,7 @@ impl Distro {
             last_renew_ms: now,
             beats,
             owned_since_ms: Some(now),
+            quiet_until_ms: None,
         });
         self.queue_all(now, &id, TaskOp::Change);
         DistroReply::Ok
@@ -1350,6 +1420,7 @@ impl Distro {
                     for b in c.beats.values_mut() {
                         *b = now;
                     }
+                    c.quiet_until_ms = None;
                 }
                 _ => failed.push(e.client),
             }
@@ -1464,6 +1535,7 @@ impl Distro {
                 last_renew_ms: now,
                 beats,
                 owned_since_ms: None,
+                quiet_until_ms: None,
             });
         }
     }
