@@ -467,6 +467,11 @@ impl ConfigStore {
     fn record(&mut self, item: &ConfigItem, op_type: OpType, now_ms: u64) {
         self.next_nid += 1;
         let rows = self.history.entry(item.key.clone()).or_default();
+        // Grown one row at a time: most keys keep few rows, and a deque's first allocation
+        // has room for four (about 1 KiB of row structs per key). Bounded by the row limit.
+        if rows.len() == rows.capacity() {
+            rows.reserve_exact(1);
+        }
         rows.push_back(HistoryEntry {
             nid: self.next_nid,
             id: item.id,

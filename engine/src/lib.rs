@@ -14,4 +14,5 @@ pub mod namespace;
 pub mod naming;
 pub mod ports;
 pub mod raft;
+pub mod vec_map;
 pub mod wire;

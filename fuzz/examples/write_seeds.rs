@@ -30,7 +30,10 @@ fn main() {
         id: "10.0.0.1:80#true".into(),
         kind: ClientKind::IpPort,
         revision: 3,
-        instances: BTreeMap::from([(service.clone(), Instance::new("10.0.0.1", 80))]),
+        instances: nacre_engine::vec_map::VecMap::from([(
+            service.clone(),
+            Instance::new("10.0.0.1", 80),
+        )]),
         batches: BTreeMap::new(),
     };
     let requests = [

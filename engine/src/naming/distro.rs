@@ -39,6 +39,7 @@ use crate::coverage::{hit, Mark};
 use crate::digest::fnv64;
 use crate::naming::java_hash::responsible;
 use crate::naming::{Instance, ServiceKey, META_BEAT_TIMEOUT, META_DELETE_TIMEOUT};
+use crate::vec_map::VecMap;
 
 /// Timing of Distro; the defaults are in `constants` (Nacos defaults unless noted there).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +102,7 @@ pub struct ClientData {
     /// Incremented by the owner on every change.
     pub revision: u64,
     /// One instance per service (`InstanceRequest`, HTTP clients).
-    pub instances: BTreeMap<ServiceKey, Instance>,
+    pub instances: VecMap<ServiceKey, Instance>,
     /// Lists of instances per service (`BatchInstanceRequest`; connection clients only). A
     /// service is in at most one of the two maps.
     pub batches: BTreeMap<ServiceKey, Vec<Instance>>,
@@ -114,7 +115,7 @@ impl ClientData {
             id: id.to_string(),
             kind,
             revision: 0,
-            instances: BTreeMap::new(),
+            instances: VecMap::new(),
             batches: BTreeMap::new(),
         }
     }
@@ -310,7 +311,7 @@ struct Client {
     /// Last sync or verify that confirmed a remote copy; last keepalive of a local connection.
     last_renew_ms: u64,
     /// Last beat per published service (HTTP clients).
-    beats: BTreeMap<ServiceKey, u64>,
+    beats: VecMap<ServiceKey, u64>,
     /// Since when this member has owned the client without interruption (HTTP clients): a new
     /// owner counts silence from here, so a stale copy taken over after a partition or a
     /// membership change gives the client a full delete timeout to beat its new owner.
@@ -600,7 +601,7 @@ impl Distro {
             data: ClientData::empty(conn, ClientKind::Connection),
             origin: Origin::Local,
             last_renew_ms: now,
-            beats: BTreeMap::new(),
+            beats: VecMap::new(),
             owned_since_ms: None,
             quiet_until_ms: None,
         });
@@ -809,7 +810,7 @@ impl Distro {
         data.revision += 1;
         let (renew, beats) = match self.clients.get(&id) {
             Some(c) => (c.last_renew_ms.max(now), c.beats.clone()),
-            None => (now, BTreeMap::new()),
+            None => (now, VecMap::new()),
         };
         let owned_since_ms = self
             .clients

@@ -100,7 +100,7 @@ fn a_member_refuses_remote_changes_to_its_own_clients_and_foreign_connections() 
         id: "c1".into(),
         kind: ClientKind::Connection,
         revision: 9,
-        instances: BTreeMap::new(),
+        instances: VecMap::new(),
         batches: BTreeMap::new(),
     };
     assert_eq!(
@@ -123,7 +123,7 @@ fn a_member_refuses_remote_changes_to_its_own_clients_and_foreign_connections() 
         id: "c2".into(),
         kind: ClientKind::Connection,
         revision: 1,
-        instances: BTreeMap::from([(svc(), Instance::new("2.2.2.2", 80))]),
+        instances: VecMap::from([(svc(), Instance::new("2.2.2.2", 80))]),
         batches: BTreeMap::new(),
     };
     assert_eq!(
@@ -200,21 +200,21 @@ fn a_loaded_snapshot_never_replaces_local_clients_nor_revives_own_dead_connectio
         id: "mine".into(),
         kind: ClientKind::Connection,
         revision: 7,
-        instances: BTreeMap::new(),
+        instances: VecMap::new(),
         batches: BTreeMap::new(),
     };
     let old_life = ClientData {
         id: "old".into(),
         kind: ClientKind::Connection,
         revision: 3,
-        instances: BTreeMap::from([(svc(), Instance::new("3.3.3.3", 80))]),
+        instances: VecMap::from([(svc(), Instance::new("3.3.3.3", 80))]),
         batches: BTreeMap::new(),
     };
     let other = ClientData {
         id: "theirs".into(),
         kind: ClientKind::Connection,
         revision: 1,
-        instances: BTreeMap::from([(svc(), Instance::new("4.4.4.4", 80))]),
+        instances: VecMap::from([(svc(), Instance::new("4.4.4.4", 80))]),
         batches: BTreeMap::new(),
     };
     d.on_reply(
@@ -291,7 +291,7 @@ fn a_deletion_older_than_the_copy_is_refused() {
         id: id.into(),
         kind: ClientKind::IpPort,
         revision: 1,
-        instances: BTreeMap::from([(svc(), Instance::new("9.9.9.8", 80))]),
+        instances: VecMap::from([(svc(), Instance::new("9.9.9.8", 80))]),
         batches: BTreeMap::new(),
     };
     assert_eq!(
