@@ -48,10 +48,13 @@ pub enum Mark {
     DistroHandoffTaken,
     /// The leader proposed several config writes as one entry (group commit).
     WritesBatched,
+    /// The leader stopped waiting for a proposal whose term ended (or that outlived the write
+    /// deadline); its outcome is unknown.
+    ProposalAbandoned,
 }
 
 /// Every mark, in report order.
-pub const ALL: [Mark; 19] = [
+pub const ALL: [Mark; 20] = [
     Mark::JournalTornTailCut,
     Mark::JournalCorruptRefused,
     Mark::SnapshotBuilt,
@@ -71,6 +74,7 @@ pub const ALL: [Mark; 19] = [
     Mark::DistroPeerRecovered,
     Mark::DistroHandoffTaken,
     Mark::WritesBatched,
+    Mark::ProposalAbandoned,
 ];
 
 static COUNTS: [AtomicU64; ALL.len()] = [const { AtomicU64::new(0) }; ALL.len()];
@@ -98,6 +102,7 @@ impl Mark {
             Mark::DistroPeerRecovered => "distro_peer_recovered",
             Mark::DistroHandoffTaken => "distro_handoff_taken",
             Mark::WritesBatched => "writes_batched",
+            Mark::ProposalAbandoned => "proposal_abandoned",
         }
     }
 

@@ -482,7 +482,7 @@ impl CpNode {
         let deadline = Self::leader_deadline();
         loop {
             let (leader, addr) = self.wait_leader(deadline).await?;
-            if cfg!(feature = "sim-bug-stale-read") {
+            if crate::bugs::active(crate::bugs::Bug::StaleRead) {
                 // Deliberate bug for the negative tier: a "linearizable" read served locally.
                 return Ok(self.get_local(&key));
             }

@@ -2,6 +2,7 @@
 //! ambient randomness. The server drives it with real I/O through the `ports`; the simulator
 //! drives it with simulated I/O.
 
+pub mod bugs;
 pub mod config;
 pub mod constants;
 pub mod coverage;

@@ -10,7 +10,7 @@ use crate::scenario::Scenario;
 
 /// Refuses to run outside the simulator build.
 #[cfg(not(madsim))]
-pub fn run_one(_: u64, _: Option<&Path>, _: bool, _: bool, _: bool) -> i32 {
+pub fn run_one(_: u64, _: Option<&Path>, _: bool, _: bool, _: bool, _: bool) -> i32 {
     eprintln!(
         "the simulator must be built with --cfg madsim: use `cargo sim` (and unset RUSTFLAGS)"
     );
@@ -29,10 +29,18 @@ pub fn run_one(
     trace: bool,
     summary: bool,
     pinned: bool,
+    without_bug: bool,
 ) -> i32 {
     let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
     let path = scenario.map(Path::to_path_buf);
-    rt.block_on(run_in_runtime(seed, path, trace, summary, pinned))
+    rt.block_on(run_in_runtime(
+        seed,
+        path,
+        trace,
+        summary,
+        pinned,
+        without_bug,
+    ))
 }
 
 #[cfg(madsim)]
@@ -42,6 +50,7 @@ async fn run_in_runtime(
     trace: bool,
     summary: bool,
     pinned: bool,
+    without_bug: bool,
 ) -> i32 {
     let scenario = match &path {
         Some(p) => match Scenario::load(p) {
@@ -55,7 +64,7 @@ async fn run_in_runtime(
     };
     if pinned && scenario.seed != seed {
         // The runtime's seed is fixed at creation: re-run with the pinned seed.
-        return run_one_pinned(scenario.seed, path, trace, summary);
+        return run_one_pinned(scenario.seed, path, trace, summary, without_bug);
     }
     if let Ok(filter) = std::env::var("NACRE_SIM_LOG") {
         tracing_subscriber::fmt()
@@ -63,6 +72,12 @@ async fn run_in_runtime(
             .with_writer(std::io::stderr)
             .init();
     }
+    let bug = scenario
+        .expect_bug
+        .as_deref()
+        .and_then(nacre_engine::bugs::Bug::from_name)
+        .filter(|_| !without_bug);
+    nacre_engine::bugs::inject(bug);
     let plan = crate::nemesis::plan(&scenario, seed);
     println!(
         "seed {seed} scenario {} ({} members, {} s, {} clients, {} keys)",
@@ -76,6 +91,9 @@ async fn run_in_runtime(
         "network latency {:?} ms loss {}",
         scenario.network.latency_ms, scenario.network.loss
     );
+    if let Some(b) = bug {
+        println!("injected bug {} (engine/src/bugs.rs)", b.name());
+    }
     for p in &plan {
         println!("plan: at {} ms for {} ms: {:?}", p.at_ms, p.dur_ms, p.fault);
     }
@@ -129,7 +147,13 @@ async fn run_in_runtime(
 
 /// Re-runs in a fresh process with the scenario's pinned seed.
 #[cfg(madsim)]
-fn run_one_pinned(seed: u64, path: Option<PathBuf>, trace: bool, summary: bool) -> i32 {
+fn run_one_pinned(
+    seed: u64,
+    path: Option<PathBuf>,
+    trace: bool,
+    summary: bool,
+    without_bug: bool,
+) -> i32 {
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => {
@@ -147,6 +171,9 @@ fn run_one_pinned(seed: u64, path: Option<PathBuf>, trace: bool, summary: bool) 
     }
     if summary {
         cmd.arg("--summary");
+    }
+    if without_bug {
+        cmd.arg("--without-bug");
     }
     cmd.status().ok().and_then(|s| s.code()).unwrap_or(1)
 }
@@ -178,50 +205,114 @@ struct Done {
     line: String,
 }
 
-fn spawn(seed: u64, file: &Path) -> std::io::Result<Child> {
+/// Exit code the sweep records for a child it killed at the wall-clock limit.
+const EXIT_HUNG: i32 = 4;
+
+/// A running seed: its child process and the file its output goes to (a file, not a pipe, so a
+/// child that prints a lot never blocks on a reader that waits for it to exit).
+struct Running {
+    seed: u64,
+    file: PathBuf,
+    child: Child,
+    out: PathBuf,
+    started: std::time::Instant,
+}
+
+fn spawn(seed: u64, file: &Path, without_bug: bool) -> std::io::Result<Running> {
     let exe = std::env::current_exe()?;
+    let out = std::env::temp_dir().join(format!("nacre-sim-{}-{seed}.out", std::process::id()));
     let mut cmd = Command::new(exe);
     cmd.arg("--seed").arg(seed.to_string());
+    if without_bug {
+        cmd.arg("--without-bug");
+    }
     if !file.as_os_str().is_empty() {
         cmd.arg("--scenario").arg(file);
     }
-    cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()
+    let child = cmd
+        .stdout(std::fs::File::create(&out)?)
+        .stderr(Stdio::null())
+        .spawn()?;
+    Ok(Running {
+        seed,
+        file: file.to_path_buf(),
+        child,
+        out,
+        // The sweeper runs outside the simulation; it times its children with the real clock.
+        #[allow(clippy::disallowed_methods)]
+        started: std::time::Instant::now(),
+    })
 }
 
-fn finish(seed: u64, file: &Path, child: Child) -> Done {
-    let out = child.wait_with_output();
-    let (code, line) = match out {
-        Ok(o) => {
-            let text = String::from_utf8_lossy(&o.stdout).to_string();
+/// The child's result once it has exited, or after killing it at `limit`; `None` while it runs.
+fn poll(r: &mut Running, limit: std::time::Duration) -> Option<Done> {
+    let (code, line) = match r.child.try_wait() {
+        Ok(None) if r.started.elapsed() < limit => return None,
+        Ok(None) => {
+            let _ = r.child.kill();
+            let _ = r.child.wait();
+            let line = format!(
+                "HUNG: killed after {} s of wall-clock time",
+                limit.as_secs()
+            );
+            (EXIT_HUNG, line)
+        }
+        Ok(Some(status)) => {
+            let text = std::fs::read_to_string(&r.out).unwrap_or_default();
             let line = text
                 .lines()
                 .rev()
                 .find(|l| l.starts_with("RESULT"))
                 .unwrap_or("")
                 .to_string();
-            (o.status.code().unwrap_or(1), line)
+            (status.code().unwrap_or(1), line)
         }
-        Err(e) => (1, format!("spawn failed: {e}")),
+        Err(e) => (1, format!("wait failed: {e}")),
     };
-    Done {
-        seed,
-        file: file.display().to_string(),
+    let _ = std::fs::remove_file(&r.out);
+    Some(Done {
+        seed: r.seed,
+        file: r.file.display().to_string(),
         code,
         line,
-    }
+    })
 }
 
-/// Runs a seed range in child processes and returns the exit code.
+/// How `sweep` runs its seeds.
+#[derive(Debug, Clone)]
+pub struct SweepOptions {
+    /// First seed.
+    pub from: u64,
+    /// Number of seeds.
+    pub count: u64,
+    /// Child processes at once.
+    pub jobs: usize,
+    /// Succeed only if some seed fails (negative tier).
+    pub expect_fail: bool,
+    /// Leave negative scenarios' injected bugs switched off (control sweep).
+    pub without_bug: bool,
+    /// Wall-clock seconds after which a child is killed and counted as hung.
+    pub child_timeout_s: u64,
+    /// Per-run result lines go to this file.
+    pub results: Option<PathBuf>,
+}
+
+/// Runs a seed range in child processes and returns the exit code. A child still running after
+/// `child_timeout_s` wall-clock seconds is killed and counted as hung (a run is bounded in
+/// simulated time, so only a bug in the simulator or a livelock gets there).
 // The sweeper runs outside the simulation; it times itself with the real clock.
 #[allow(clippy::disallowed_methods)]
-pub fn sweep(
-    paths: &[PathBuf],
-    from: u64,
-    count: u64,
-    jobs: usize,
-    expect_fail: bool,
-    results: Option<&Path>,
-) -> i32 {
+pub fn sweep(paths: &[PathBuf], opts: &SweepOptions) -> i32 {
+    let SweepOptions {
+        from,
+        count,
+        jobs,
+        expect_fail,
+        without_bug,
+        child_timeout_s,
+        ref results,
+    } = *opts;
+    let results = results.as_deref();
     let mut files = scenario_files(paths);
     if files.is_empty() {
         files.push(PathBuf::new());
@@ -229,16 +320,17 @@ pub fn sweep(
     let mut queue: VecDeque<(u64, PathBuf)> = (from..from + count)
         .map(|s| (s, files[(s as usize) % files.len()].clone()))
         .collect();
-    let mut running: VecDeque<(u64, PathBuf, Child)> = VecDeque::new();
+    let mut running: Vec<Running> = Vec::new();
     let mut done: Vec<Done> = Vec::new();
+    let limit = std::time::Duration::from_secs(child_timeout_s);
     let started = std::time::Instant::now();
     while !queue.is_empty() || !running.is_empty() {
         while running.len() < jobs.max(1) {
             let Some((seed, file)) = queue.pop_front() else {
                 break;
             };
-            match spawn(seed, &file) {
-                Ok(child) => running.push_back((seed, file, child)),
+            match spawn(seed, &file, without_bug) {
+                Ok(r) => running.push(r),
                 Err(e) => done.push(Done {
                     seed,
                     file: file.display().to_string(),
@@ -247,9 +339,17 @@ pub fn sweep(
                 }),
             }
         }
-        // Children finish in roughly submission order; waiting on the oldest keeps it simple.
-        if let Some((seed, file, child)) = running.pop_front() {
-            done.push(finish(seed, &file, child));
+        let before = done.len();
+        running.retain_mut(|r| match poll(r, limit) {
+            Some(d) => {
+                done.push(d);
+                false
+            }
+            None => true,
+        });
+        if done.len() == before {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            continue;
         }
         let fails = done.iter().filter(|d| d.code != 0).count();
         let n = done.len() as u64;
@@ -267,11 +367,13 @@ pub fn sweep(
         let _ = std::io::stderr().flush();
     }
     eprintln!();
+    done.sort_by_key(|d| d.seed);
     summarize(&done, started.elapsed().as_secs_f64(), expect_fail, results)
 }
 
 fn summarize(done: &[Done], secs: f64, expect_fail: bool, results: Option<&Path>) -> i32 {
-    let mut by_file: std::collections::BTreeMap<&str, (u64, u64, u64, u64)> = Default::default();
+    let mut by_file: std::collections::BTreeMap<&str, (u64, u64, u64, u64, u64)> =
+        Default::default();
     for d in done {
         let e = by_file.entry(d.file.as_str()).or_default();
         e.0 += 1;
@@ -279,16 +381,17 @@ fn summarize(done: &[Done], secs: f64, expect_fail: bool, results: Option<&Path>
             0 => {}
             2 => e.1 += 1,
             3 => e.2 += 1,
+            EXIT_HUNG => e.4 += 1,
             _ => e.3 += 1,
         }
     }
     println!(
-        "{:<55} {:>6} {:>7} {:>8} {:>6}",
-        "scenario", "seeds", "safety", "liveness", "crash"
+        "{:<55} {:>6} {:>7} {:>8} {:>6} {:>5}",
+        "scenario", "seeds", "safety", "liveness", "crash", "hung"
     );
-    for (f, (n, s, l, c)) in &by_file {
+    for (f, (n, s, l, c, h)) in &by_file {
         let name = if f.is_empty() { "(default)" } else { f };
-        println!("{name:<55} {n:>6} {s:>7} {l:>8} {c:>6}");
+        println!("{name:<55} {n:>6} {s:>7} {l:>8} {c:>6} {h:>5}");
     }
     let failed: Vec<&Done> = done.iter().filter(|d| d.code != 0).collect();
     let sim_ms: u64 = done.iter().filter_map(|d| field(&d.line, "sim_ms=")).sum();
@@ -321,7 +424,11 @@ fn summarize(done: &[Done], secs: f64, expect_fail: bool, results: Option<&Path>
         println!("sweep: {passed} passed, {} failed", failed.len());
     }
     if expect_fail {
-        println!("negative tier: {} of {} seeds caught the injected bug (replay with the bug's feature enabled)", failed.len(), done.len());
+        println!(
+            "negative tier: {} of {} seeds caught the injected bug (a replay injects it again)",
+            failed.len(),
+            done.len()
+        );
         if failed.iter().any(|d| d.code == 2 || d.code == 3) {
             println!("negative tier: the injected bug was caught");
             0

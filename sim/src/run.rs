@@ -374,6 +374,12 @@ async fn naming_liveness(
 /// Heals all faults, restarts crashed members, and waits (bounded) until a leader exists, a
 /// write through every running member succeeds and all members converge. Returns the failure,
 /// or `None` with the convergence time recorded in the trace.
+/// How long the liveness phase waits for one probe write (a write's own deadline is
+/// `WRITE_LEADER_WAIT_MS` to find a leader plus `WRITE_TIMEOUT_MS` to commit).
+const PROBE_TIMEOUT: Duration = Duration::from_millis(
+    nacre_engine::constants::WRITE_LEADER_WAIT_MS + nacre_engine::constants::WRITE_TIMEOUT_MS,
+);
+
 async fn liveness_phase(
     world: &Arc<Mutex<World>>,
     scenario: &Scenario,
@@ -414,9 +420,17 @@ async fn liveness_phase(
                 let op = Op::PurgeHistory {
                     retention_ms: u64::MAX,
                 };
-                let r = match h.spawn(async move { node.write(op).await }).await {
-                    Ok(r) => r,
-                    Err(_) => continue,
+                // Bounded, so a member that never answers fails the liveness bound instead of
+                // holding the run forever.
+                let probe = h.spawn(async move { node.write(op).await });
+                let r = match madsim::time::timeout(PROBE_TIMEOUT, probe).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(_)) => continue,
+                    Err(_) => {
+                        trace.event(format!("probe write via n{}: no answer", n.id()));
+                        ok = false;
+                        continue;
+                    }
                 };
                 trace.event(format!(
                     "probe write via n{}: {:?}",

@@ -25,7 +25,8 @@ pub struct Scenario {
     /// Bound for the liveness phase after all faults are healed, simulated seconds.
     #[serde(default = "default_liveness_bound")]
     pub liveness_bound_s: u64,
-    /// The injected engine bug this negative scenario must catch (`sim-bug-*` feature name).
+    /// The injected engine bug this negative scenario must catch (`nacre_engine::bugs`); the
+    /// simulator switches it on for every run of the scenario.
     #[serde(default)]
     pub expect_bug: Option<String>,
     /// Coverage marks (`nacre_engine::coverage`) the pinned run must hit.
@@ -203,6 +204,11 @@ impl Scenario {
         }
         if self.tier == "negative" && self.expect_bug.is_none() {
             return Err("a negative scenario names the bug it must catch (expect_bug)".into());
+        }
+        if let Some(b) = &self.expect_bug {
+            if nacre_engine::bugs::Bug::from_name(b).is_none() {
+                return Err(format!("unknown injected bug {b:?} (engine/src/bugs.rs)"));
+            }
         }
         for m in &self.expect_marks {
             if nacre_engine::coverage::Mark::from_name(m).is_none() {

@@ -1477,7 +1477,7 @@ impl Distro {
             }
             InFlight::Verify { target } => {
                 if let Some(DistroReply::Verified { failed }) = reply {
-                    if !cfg!(feature = "sim-bug-distro-skip-resend") {
+                    if !crate::bugs::active(crate::bugs::Bug::DistroSkipResend) {
                         for client in failed {
                             let ours = self.clients.get(&client).is_some_and(|c| self.owns(c));
                             if ours {
@@ -1511,7 +1511,7 @@ impl Distro {
     }
 
     fn apply_snapshot(&mut self, now: u64, clients: Vec<(ClientData, String)>) {
-        if cfg!(feature = "sim-bug-distro-snapshot-replaces") {
+        if crate::bugs::active(crate::bugs::Bug::DistroSnapshotReplaces) {
             let ids: Vec<String> = self.clients.keys().cloned().collect();
             for id in ids {
                 self.remove_client(&id);

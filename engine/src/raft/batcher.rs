@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -22,9 +23,10 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use crate::config::{ConfigCommand, ConfigKey};
 use crate::constants::{
     BATCH_BYTES_MAX, BATCH_COMMANDS_MAX, PROPOSALS_IN_FLIGHT, PROPOSALS_QUEUED_MAX,
+    WRITE_TIMEOUT_MS,
 };
 use crate::raft::command::{BatchedConfig, Command, CommandResult, Op};
-use crate::raft::type_config::Raft;
+use crate::raft::type_config::{Raft, TypeConfig};
 use crate::wire::Written;
 
 /// Why a proposal was not committed.
@@ -35,6 +37,8 @@ pub enum ProposeError {
     /// Anything else (shutting down, storage failure).
     Failed(String),
 }
+
+type ClientWriteResponse = openraft::raft::ClientWriteResponse<TypeConfig>;
 
 /// A write waiting for the batcher.
 struct Proposal {
@@ -180,23 +184,74 @@ fn propose_error(e: RaftError<u64, ClientWriteError<u64, openraft::BasicNode>>) 
     }
 }
 
+/// `Raft::client_write`, except that it stops waiting when the term it was proposed in ends, or
+/// after `WRITE_TIMEOUT_MS`.
+///
+/// openraft answers a proposal when its entry is applied or truncated, but not when a snapshot
+/// installed on a deposed leader covers the entry: that proposal would wait forever and hold its
+/// slot, and once every slot is held the leader takes no write at all, though Raft itself is
+/// healthy (found by the simulator: a leader isolated, deposed, sent a snapshot, elected again).
+/// A proposal given up on has an unknown outcome (it may still commit under the new leader), so
+/// it fails as `Failed`, never as `NotLeader`, which would route it again.
+async fn client_write(raft: &Raft, cmd: Command) -> Result<ClientWriteResponse, ProposeError> {
+    let term = raft.metrics().borrow().current_term;
+    tokio::select! {
+        biased;
+        answer = raft.client_write(cmd) => answer.map_err(propose_error),
+        why = give_up(raft, term) => {
+            crate::coverage::hit(crate::coverage::Mark::ProposalAbandoned);
+            let m = raft.metrics().borrow().clone();
+            tracing::warn!(
+                node = m.id,
+                leader = ?m.current_leader,
+                term = m.current_term,
+                last_log = ?m.last_log_index,
+                applied = ?m.last_applied,
+                snapshot = ?m.snapshot,
+                "gave up waiting for a proposal: {why}"
+            );
+            Err(ProposeError::Failed(why))
+        }
+    }
+}
+
+/// Resolves when a proposal made in `term` should no longer be waited for, with the reason.
+async fn give_up(raft: &Raft, term: u64) -> String {
+    let mut metrics = raft.metrics();
+    let deadline = tokio::time::sleep(Duration::from_millis(WRITE_TIMEOUT_MS));
+    tokio::pin!(deadline);
+    loop {
+        if metrics.borrow_and_update().current_term != term {
+            return format!(
+                "the term changed from {term} before the write committed: its outcome is unknown"
+            );
+        }
+        tokio::select! {
+            changed = metrics.changed() => {
+                if changed.is_err() {
+                    return "raft stopped before the write committed".into();
+                }
+            }
+            () = &mut deadline => {
+                return format!("the write did not commit within {WRITE_TIMEOUT_MS} ms: its outcome is unknown");
+            }
+        }
+    }
+}
+
 async fn propose_unit(raft: &Raft, unit: Unit) {
     match unit {
         Unit::Single(p) => {
-            let answer = raft
-                .client_write(p.cmd)
-                .await
-                .map(|resp| Written {
-                    index: resp.log_id.index,
-                    result: resp.data,
-                })
-                .map_err(propose_error);
+            let answer = client_write(raft, p.cmd).await.map(|resp| Written {
+                index: resp.log_id.index,
+                result: resp.data,
+            });
             let _ = p.reply.send(answer);
         }
         Unit::Configs(items) => {
             crate::coverage::hit(crate::coverage::Mark::WritesBatched);
             let (mut batch, replies): (Vec<_>, Vec<_>) = items.into_iter().unzip();
-            if cfg!(feature = "sim-bug-batch-drops-write") {
+            if crate::bugs::active(crate::bugs::Bug::BatchDropsWrite) {
                 // Deliberate bug for the negative tier: the last write is acknowledged but
                 // never proposed.
                 batch.pop();
@@ -206,7 +261,7 @@ async fn propose_unit(raft: &Raft, unit: Unit) {
                 now_ms: batch.iter().map(|b| b.now_ms).max().unwrap_or_default(),
                 op: Op::Batch(batch),
             };
-            match raft.client_write(cmd).await {
+            match client_write(raft, cmd).await {
                 Ok(resp) => {
                     let index = resp.log_id.index;
                     let mut results = match resp.data {
@@ -219,7 +274,7 @@ async fn propose_unit(raft: &Raft, unit: Unit) {
                             return;
                         }
                     };
-                    if cfg!(feature = "sim-bug-batch-drops-write") {
+                    if crate::bugs::active(crate::bugs::Bug::BatchDropsWrite) {
                         results
                             .push(crate::config::ConfigApplied::Published { md5: String::new() });
                     }
@@ -231,7 +286,6 @@ async fn propose_unit(raft: &Raft, unit: Unit) {
                     }
                 }
                 Err(e) => {
-                    let e = propose_error(e);
                     for reply in replies {
                         let _ = reply.send(Err(e.clone()));
                     }

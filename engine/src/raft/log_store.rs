@@ -85,7 +85,7 @@ fn restart_vote(node: u64, vote: Vote) -> Vote {
 const FLUSH_QUEUE_MAX: usize = 4_096;
 
 fn sync_journal(disk: &dyn Disk) -> Result<(), Fatal> {
-    if cfg!(feature = "sim-bug-ack-before-sync") {
+    if crate::bugs::active(crate::bugs::Bug::AckBeforeSync) {
         // Deliberate bug for the negative tier: acknowledge without making it durable.
         return Ok(());
     }

@@ -5,6 +5,7 @@
 //! cargo sim --seed 7 --scenario scenarios/fast/leader-crash.toml [--trace] [--summary]
 //! cargo sim sweep --from 0 --count 2000 --jobs 2 scenarios/smoke scenarios/fast
 //! cargo sim sweep --expect-fail scenarios/negative/stale-read.toml --count 300
+//! cargo sim sweep --without-bug scenarios/negative/stale-read.toml --count 20   (control)
 //! ```
 //! One seed is one process (simulation reference: in-process sweeps do not replay).
 
@@ -32,6 +33,9 @@ struct Cli {
     /// Use the scenario's pinned seed instead of --seed.
     #[arg(long)]
     pinned: bool,
+    /// Leave a negative scenario's injected bug switched off (the control run: it must pass).
+    #[arg(long)]
+    without_bug: bool,
 }
 
 #[derive(Subcommand)]
@@ -49,6 +53,12 @@ enum Command {
         /// Succeed only if some seed fails (negative tier).
         #[arg(long)]
         expect_fail: bool,
+        /// Leave negative scenarios' injected bugs switched off (the control sweep).
+        #[arg(long)]
+        without_bug: bool,
+        /// Kill a seed's process after this many wall-clock seconds and count it as hung.
+        #[arg(long, default_value_t = 120)]
+        child_timeout_s: u64,
         /// Write per-run result lines to this file.
         #[arg(long)]
         results: Option<PathBuf>,
@@ -64,14 +74,28 @@ fn main() {
             count,
             jobs,
             expect_fail,
+            without_bug,
+            child_timeout_s,
             results,
-        }) => nacre_sim::cli::sweep(&paths, from, count, jobs, expect_fail, results.as_deref()),
+        }) => nacre_sim::cli::sweep(
+            &paths,
+            &nacre_sim::cli::SweepOptions {
+                from,
+                count,
+                jobs,
+                expect_fail,
+                without_bug,
+                child_timeout_s,
+                results,
+            },
+        ),
         None => nacre_sim::cli::run_one(
             cli.seed,
             cli.scenario.as_deref(),
             cli.trace,
             cli.summary,
             cli.pinned,
+            cli.without_bug,
         ),
     };
     std::process::exit(code);
