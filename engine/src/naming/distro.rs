@@ -128,6 +128,18 @@ impl ClientData {
         self.instances.keys().chain(self.batches.keys())
     }
 
+    /// The services whose instances from this client differ between `self` and `other`
+    /// (published in one only included), in order, each once. One merge pass over the sorted
+    /// maps: a connection may publish in hundreds of services.
+    pub fn changed_services<'a>(&'a self, other: &'a ClientData) -> Vec<&'a ServiceKey> {
+        let mut out = Vec::new();
+        diff_keys(self.instances.iter(), other.instances.iter(), &mut out);
+        diff_keys(self.batches.iter(), other.batches.iter(), &mut out);
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// True when the client publishes an instance of `service`.
     pub fn publishes(&self, service: &ServiceKey) -> bool {
         self.instances.contains_key(service) || self.batches.contains_key(service)
@@ -160,6 +172,46 @@ fn owns(me: &str, healthy: &[String], c: &Client) -> bool {
         ClientKind::IpPort => {
             // With no healthy list at all this member is responsible for every tag.
             responsible(tag_of(&c.data.id), healthy).is_none_or(|r| r == me)
+        }
+    }
+}
+
+/// Appends to `out` the keys whose values differ between two maps given in key order (a key
+/// present in one only included).
+fn diff_keys<'a, K: Ord + 'a, V: PartialEq + 'a>(
+    a: impl Iterator<Item = (&'a K, &'a V)>,
+    b: impl Iterator<Item = (&'a K, &'a V)>,
+    out: &mut Vec<&'a K>,
+) {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (None, None) => return,
+            (Some(&(k, _)), None) => {
+                out.push(k);
+                a.next();
+            }
+            (None, Some(&(k, _))) => {
+                out.push(k);
+                b.next();
+            }
+            (Some(&(ka, va)), Some(&(kb, vb))) => match ka.cmp(kb) {
+                std::cmp::Ordering::Less => {
+                    out.push(ka);
+                    a.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    out.push(kb);
+                    b.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    if va != vb {
+                        out.push(ka);
+                    }
+                    a.next();
+                    b.next();
+                }
+            },
         }
     }
 }
@@ -662,17 +714,14 @@ impl Distro {
         service: &ServiceKey,
         instance: Instance,
     ) -> Result<(), NamingError> {
-        let c = self.local_conn(conn)?;
-        c.last_renew_ms = now;
-        let mut data = c.data.clone();
-        if data.instances.get(service) == Some(&instance) {
-            return Ok(()); // an identical re-registration changes nothing (alibaba/nacos#10693)
-        }
-        data.batches.remove(service);
-        data.instances.insert(service.clone(), instance);
-        self.change_owned(now, data, Origin::Local);
-        self.flush_pushes();
-        Ok(())
+        self.edit_conn(now, conn, service, |d| {
+            if d.instances.get(service) == Some(&instance) {
+                return false; // an identical re-registration changes nothing (alibaba/nacos#10693)
+            }
+            d.batches.remove(service);
+            d.instances.insert(service.clone(), instance);
+            true
+        })
     }
 
     /// A connection client publishes a list of instances of a service, replacing what it
@@ -684,21 +733,15 @@ impl Distro {
         service: &ServiceKey,
         instances: Vec<Instance>,
     ) -> Result<(), NamingError> {
-        let c = self.local_conn(conn)?;
-        c.last_renew_ms = now;
-        let mut data = c.data.clone();
-        let before = data.clone();
-        data.instances.remove(service);
-        if instances.is_empty() {
-            data.batches.remove(service);
-        } else {
-            data.batches.insert(service.clone(), instances);
-        }
-        if data != before {
-            self.change_owned(now, data, Origin::Local);
-            self.flush_pushes();
-        }
-        Ok(())
+        self.edit_conn(now, conn, service, |d| {
+            let single = d.instances.remove(service);
+            let before = if instances.is_empty() {
+                d.batches.remove(service)
+            } else {
+                d.batches.insert(service.clone(), instances)
+            };
+            single.is_some() || before.as_ref() != d.batches.get(service)
+        })
     }
 
     /// A connection client deregisters its instance of a service.
@@ -708,13 +751,39 @@ impl Distro {
         conn: &str,
         service: &ServiceKey,
     ) -> Result<(), NamingError> {
+        self.edit_conn(now, conn, service, |d| {
+            let single = d.instances.remove(service).is_some();
+            d.batches.remove(service).is_some() || single
+        })
+    }
+
+    /// Changes what a local connection publishes for `service`, in place: `edit` changes the
+    /// client's data for that service only and says whether anything changed. A connection may
+    /// publish in hundreds of services, so its data is neither copied nor compared whole.
+    fn edit_conn(
+        &mut self,
+        now: u64,
+        conn: &str,
+        service: &ServiceKey,
+        edit: impl FnOnce(&mut ClientData) -> bool,
+    ) -> Result<(), NamingError> {
         let c = self.local_conn(conn)?;
-        let mut data = c.data.clone();
-        let single = data.instances.remove(service).is_some();
-        if data.batches.remove(service).is_some() || single {
-            self.change_owned(now, data, Origin::Local);
-            self.flush_pushes();
+        c.last_renew_ms = c.last_renew_ms.max(now);
+        if !edit(&mut c.data) {
+            return Ok(());
         }
+        c.data.revision += 1;
+        c.owned_since_ms.get_or_insert(now);
+        c.quiet_until_ms = None;
+        let publishes = c.data.publishes(service);
+        let id = c.data.id.clone();
+        if publishes {
+            self.list(service, &id);
+        } else {
+            self.unlist(service, &id);
+        }
+        self.queue_all(now, &id, TaskOp::Change);
+        self.flush_pushes();
         Ok(())
     }
 
@@ -838,27 +907,43 @@ impl Distro {
         self.queue_all(now, &id, TaskOp::Change);
     }
 
+    /// Stores a client's new version. Only the services whose instances from this client
+    /// changed are marked changed (pushes, list caches): a connection publishing in 100
+    /// services that re-registers in one of them touches one service, not 100.
     fn put_client(&mut self, c: Client) {
         let id = c.data.id.clone();
         let old = self.clients.insert(id.clone(), c);
-        if let Some(old) = &old {
-            for s in old.data.services() {
-                self.unlist(s, &id);
-            }
+        let new = &self.clients[&id].data;
+        let (gone, changed): (Vec<ServiceKey>, Vec<ServiceKey>) = match &old {
+            None => (Vec::new(), new.services().cloned().collect()),
+            Some(old) => old
+                .data
+                .changed_services(new)
+                .into_iter()
+                .cloned()
+                .partition(|s| !new.publishes(s)),
+        };
+        for s in &gone {
+            self.unlist(s, &id);
         }
-        let c = &self.clients[&id];
-        for s in c.data.services() {
-            self.generation += 1;
-            if !self.by_service.contains_key(s) {
-                self.by_service.insert(s.clone(), Listed::default());
-            }
-            if let Some(listed) = self.by_service.get_mut(s) {
-                listed.generation = self.generation;
-                listed.clients.insert(id.clone());
-            }
-            if !self.touched.contains(s) {
-                self.touched.insert(s.clone());
-            }
+        for s in &changed {
+            self.list(s, &id);
+        }
+    }
+
+    /// Puts client `id` among the clients of service `s` and marks the service changed.
+    fn list(&mut self, s: &ServiceKey, id: &str) {
+        self.generation += 1;
+        if !self.by_service.contains_key(s) {
+            self.by_service.insert(s.clone(), Listed::default());
+        }
+        let listed = self.by_service.get_mut(s).expect("inserted above");
+        listed.generation = self.generation;
+        if !listed.clients.contains(id) {
+            listed.clients.insert(id.to_string());
+        }
+        if !self.touched.contains(s) {
+            self.touched.insert(s.clone());
         }
     }
 

@@ -391,3 +391,61 @@ fn a_batch_publishes_several_instances_and_replaces_or_is_replaced_by_a_single_o
     a.disconnect(8_000, "c1");
     assert!(a.instances(&svc()).is_empty(), "gone with the connection");
 }
+
+#[test]
+fn changed_services_lists_each_differing_service_once() {
+    let key = |n: &str| ServiceKey::new("public", "DEFAULT_GROUP", n);
+    let mut old = ClientData::empty("c", ClientKind::Connection);
+    for n in ["a", "b", "c", "d"] {
+        old.instances.insert(key(n), Instance::new("1.1.1.1", 80));
+    }
+    let mut new = old.clone();
+    new.instances.insert(key("b"), Instance::new("1.1.1.1", 81)); // changed
+    new.instances.remove(&key("c")); // withdrawn
+    new.batches
+        .insert(key("c"), vec![Instance::new("1.1.1.1", 82)]); // moved to a batch
+    new.instances.insert(key("e"), Instance::new("1.1.1.1", 80)); // added
+    let changed: Vec<String> = old
+        .changed_services(&new)
+        .into_iter()
+        .map(|s| s.name.clone())
+        .collect();
+    assert_eq!(changed, ["b", "c", "e"]);
+    assert!(old.changed_services(&old.clone()).is_empty());
+    new.instances.remove(&key("a"));
+    let gone: Vec<&ServiceKey> = old
+        .changed_services(&new)
+        .into_iter()
+        .filter(|s| !new.publishes(s))
+        .collect();
+    assert_eq!(gone, [&key("a")]);
+}
+
+#[test]
+fn a_registration_touches_only_its_own_service() {
+    let mut d = Distro::new(A, &[A.to_string()], DistroTimings::default(), 0);
+    d.connect(0, "conn");
+    for n in ["a", "b", "c"] {
+        let s = ServiceKey::new("public", "DEFAULT_GROUP", n);
+        d.register(0, "conn", &s, Instance::new("1.1.1.1", 80))
+            .unwrap();
+    }
+    let generation_of =
+        |d: &Distro, n: &str| d.generation_of(&ServiceKey::new("public", "DEFAULT_GROUP", n));
+    let (a, c) = (generation_of(&d, "a"), generation_of(&d, "c"));
+    let b = ServiceKey::new("public", "DEFAULT_GROUP", "b");
+    d.register(1, "conn", &b, Instance::new("1.1.1.1", 81))
+        .unwrap();
+    assert_eq!(
+        generation_of(&d, "a"),
+        a,
+        "an untouched service keeps its generation"
+    );
+    assert_eq!(generation_of(&d, "c"), c);
+    assert_eq!(d.instances(&b)[0].port, 81);
+    assert_eq!(
+        d.instances(&ServiceKey::new("public", "DEFAULT_GROUP", "a"))
+            .len(),
+        1
+    );
+}
