@@ -278,22 +278,29 @@ fn poll(r: &mut Running, limit: std::time::Duration) -> Option<Done> {
     })
 }
 
-/// How `sweep` runs its seeds.
-#[derive(Debug, Clone)]
+/// How `sweep` runs its seeds (the `sweep` subcommand's options).
+#[derive(Debug, Clone, clap::Args)]
 pub struct SweepOptions {
     /// First seed.
+    #[arg(long, default_value_t = 0)]
     pub from: u64,
     /// Number of seeds.
+    #[arg(long, default_value_t = 100)]
     pub count: u64,
     /// Child processes at once.
+    #[arg(long, default_value_t = 2)]
     pub jobs: usize,
     /// Succeed only if some seed fails (negative tier).
+    #[arg(long)]
     pub expect_fail: bool,
-    /// Leave negative scenarios' injected bugs switched off (control sweep).
+    /// Leave negative scenarios' injected bugs switched off (the control sweep).
+    #[arg(long)]
     pub without_bug: bool,
-    /// Wall-clock seconds after which a child is killed and counted as hung.
+    /// Kill a seed's process after this many wall-clock seconds and count it as hung.
+    #[arg(long, default_value_t = 120)]
     pub child_timeout_s: u64,
-    /// Per-run result lines go to this file.
+    /// Write per-run result lines to this file.
+    #[arg(long)]
     pub results: Option<PathBuf>,
 }
 
@@ -303,16 +310,7 @@ pub struct SweepOptions {
 // The sweeper runs outside the simulation; it times itself with the real clock.
 #[allow(clippy::disallowed_methods)]
 pub fn sweep(paths: &[PathBuf], opts: &SweepOptions) -> i32 {
-    let SweepOptions {
-        from,
-        count,
-        jobs,
-        expect_fail,
-        without_bug,
-        child_timeout_s,
-        ref results,
-    } = *opts;
-    let results = results.as_deref();
+    let (from, count, jobs) = (opts.from, opts.count, opts.jobs);
     let mut files = scenario_files(paths);
     if files.is_empty() {
         files.push(PathBuf::new());
@@ -322,14 +320,14 @@ pub fn sweep(paths: &[PathBuf], opts: &SweepOptions) -> i32 {
         .collect();
     let mut running: Vec<Running> = Vec::new();
     let mut done: Vec<Done> = Vec::new();
-    let limit = std::time::Duration::from_secs(child_timeout_s);
+    let limit = std::time::Duration::from_secs(opts.child_timeout_s);
     let started = std::time::Instant::now();
     while !queue.is_empty() || !running.is_empty() {
         while running.len() < jobs.max(1) {
             let Some((seed, file)) = queue.pop_front() else {
                 break;
             };
-            match spawn(seed, &file, without_bug) {
+            match spawn(seed, &file, opts.without_bug) {
                 Ok(r) => running.push(r),
                 Err(e) => done.push(Done {
                     seed,
@@ -368,7 +366,12 @@ pub fn sweep(paths: &[PathBuf], opts: &SweepOptions) -> i32 {
     }
     eprintln!();
     done.sort_by_key(|d| d.seed);
-    summarize(&done, started.elapsed().as_secs_f64(), expect_fail, results)
+    summarize(
+        &done,
+        started.elapsed().as_secs_f64(),
+        opts.expect_fail,
+        opts.results.as_deref(),
+    )
 }
 
 fn summarize(done: &[Done], secs: f64, expect_fail: bool, results: Option<&Path>) -> i32 {

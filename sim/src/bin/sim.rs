@@ -44,51 +44,15 @@ enum Command {
     Sweep {
         /// Scenario files or folders; seeds are spread over them round-robin.
         paths: Vec<PathBuf>,
-        #[arg(long, default_value_t = 0)]
-        from: u64,
-        #[arg(long, default_value_t = 100)]
-        count: u64,
-        #[arg(long, default_value_t = 2)]
-        jobs: usize,
-        /// Succeed only if some seed fails (negative tier).
-        #[arg(long)]
-        expect_fail: bool,
-        /// Leave negative scenarios' injected bugs switched off (the control sweep).
-        #[arg(long)]
-        without_bug: bool,
-        /// Kill a seed's process after this many wall-clock seconds and count it as hung.
-        #[arg(long, default_value_t = 120)]
-        child_timeout_s: u64,
-        /// Write per-run result lines to this file.
-        #[arg(long)]
-        results: Option<PathBuf>,
+        #[command(flatten)]
+        opts: nacre_sim::cli::SweepOptions,
     },
 }
 
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
-        Some(Command::Sweep {
-            paths,
-            from,
-            count,
-            jobs,
-            expect_fail,
-            without_bug,
-            child_timeout_s,
-            results,
-        }) => nacre_sim::cli::sweep(
-            &paths,
-            &nacre_sim::cli::SweepOptions {
-                from,
-                count,
-                jobs,
-                expect_fail,
-                without_bug,
-                child_timeout_s,
-                results,
-            },
-        ),
+        Some(Command::Sweep { paths, opts }) => nacre_sim::cli::sweep(&paths, &opts),
         None => nacre_sim::cli::run_one(
             cli.seed,
             cli.scenario.as_deref(),
