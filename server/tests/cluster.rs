@@ -561,8 +561,8 @@ fn http_instances_beat_or_expire_on_every_member() {
     println!("silent instance unhealthy at (ms after registration) {unhealthy_at:?}");
     println!("silent instance gone at (ms after registration) {gone_at:?}");
     println!("beating instance: {beats} beats, listed healthy on every member throughout");
-    // "About 15 s" and "about 30 s": the owner's expiry pass runs every second, a change
-    // reaches the other members after the 50 ms sync delay, and the polls are 250 ms apart; the upper
+    // "About 15 s" and "about 30 s": the owner's timer runs every 100 ms, a change reaches
+    // the other members after the 1 s sync delay, and the polls are 250 ms apart; the upper
     // bounds leave room for a loaded 2-core machine (a removal was seen past 33 s there).
     for i in 0..n {
         let u = unhealthy_at[i]

@@ -66,8 +66,6 @@ pub struct DistroTimings {
     pub synced_expire_ms: u64,
     /// A connection without a keepalive for this long is closed.
     pub conn_idle_ms: u64,
-    /// Period of the pass that enforces the beat, keepalive and synced-copy timeouts.
-    pub expire_scan_ms: u64,
 }
 
 impl Default for DistroTimings {
@@ -83,7 +81,6 @@ impl Default for DistroTimings {
             beat_delete_ms: c::CLIENT_BEAT_DELETE_MS,
             synced_expire_ms: c::SYNCED_CLIENT_EXPIRE_MS,
             conn_idle_ms: c::CONNECTION_IDLE_MS,
-            expire_scan_ms: c::DISTRO_EXPIRE_SCAN_MS,
         }
     }
 }
@@ -462,8 +459,6 @@ pub struct Distro {
     next_id: u64,
     load: Load,
     next_verify_ms: u64,
-    /// When the next expiry pass runs (0: at the next tick).
-    next_expire_ms: u64,
     next_report_ms: u64,
     out: Vec<Effect>,
 }
@@ -489,7 +484,6 @@ impl Distro {
             next_id: 1,
             load: Load::Asking { index: 0 },
             next_verify_ms: now + timings.verify_interval_ms,
-            next_expire_ms: 0,
             next_report_ms: now,
             out: Vec::new(),
             timings,
@@ -539,10 +533,6 @@ impl Distro {
             .chain(std::iter::once(self.me.clone()))
             .collect();
         v.sort();
-        if v != self.healthy {
-            // Ownership moved: the expiry pass records who owns what since when.
-            self.next_expire_ms = 0;
-        }
         self.healthy = v;
     }
 
@@ -1051,10 +1041,7 @@ impl Distro {
 
     /// Advances timers: due syncs, verify, snapshot load, member reports, expiry.
     pub fn on_tick(&mut self, now: u64) {
-        if now >= self.next_expire_ms {
-            self.next_expire_ms = now + self.timings.expire_scan_ms;
-            self.expire(now);
-        }
+        self.expire(now);
         self.tick_load(now);
         self.dispatch(now);
         if now >= self.next_verify_ms {
