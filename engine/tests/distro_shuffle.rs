@@ -168,6 +168,8 @@ impl Net {
         let names: Vec<String> = self.nodes.keys().cloned().collect();
         for n in &names {
             if let Some(d) = self.nodes.get_mut(n) {
+                let overdue = d.expiry_overdue(now);
+                assert!(overdue.is_empty(), "{n}: expiry would miss {overdue:?}");
                 d.on_tick(now);
             }
             self.collect(n);

@@ -173,6 +173,97 @@ fn owns(me: &str, healthy: &[String], c: &Client) -> bool {
     }
 }
 
+/// What expiry does to one client.
+enum Expiry {
+    Nothing,
+    /// An owned connection without a keepalive for too long.
+    IdleConn {
+        last_keepalive: u64,
+    },
+    /// A copy not renewed for too long.
+    Dropped,
+    /// An owned HTTP client some of whose instances became unhealthy or timed out (`data` is
+    /// its new version), the deletions resting on a beat seen at `evidence`.
+    Changed {
+        data: ClientData,
+        evidence: u64,
+    },
+}
+
+/// Applies the passage of time to client `c` (owned here or not) at `now`: updates what it
+/// keeps for that (`owned_since_ms`, `quiet_until_ms`) and says what must happen to it, and
+/// the earliest time anything can happen to it next, as long as it does not change.
+fn check_expiry(c: &mut Client, owned: bool, now: u64, t: &DistroTimings) -> (Expiry, u64) {
+    let owned_since_ms = match (owned, c.owned_since_ms) {
+        (true, since) => Some(since.unwrap_or(now)),
+        (false, _) => None,
+    };
+    if owned_since_ms != c.owned_since_ms {
+        c.owned_since_ms = owned_since_ms;
+        c.quiet_until_ms = None;
+    }
+    if !owned {
+        let next = c.last_renew_ms.saturating_add(t.synced_expire_ms + 1);
+        return match now.saturating_sub(c.last_renew_ms) > t.synced_expire_ms {
+            true => (Expiry::Dropped, next),
+            false => (Expiry::Nothing, next),
+        };
+    }
+    if c.data.kind == ClientKind::Connection {
+        let next = c.last_renew_ms.saturating_add(t.conn_idle_ms + 1);
+        return match now.saturating_sub(c.last_renew_ms) > t.conn_idle_ms {
+            true => (
+                Expiry::IdleConn {
+                    last_keepalive: c.last_renew_ms,
+                },
+                next,
+            ),
+            false => (Expiry::Nothing, next),
+        };
+    }
+    if let Some(q) = c.quiet_until_ms.filter(|q| now <= *q) {
+        return (Expiry::Nothing, q.saturating_add(1));
+    }
+    let mut data: Option<ClientData> = None;
+    let mut evidence = 0;
+    let mut quiet_until = u64::MAX;
+    for (s, inst) in c.data.instances.iter() {
+        let last_beat = c.beats.get(s).copied().unwrap_or(0);
+        let beat = last_beat.max(c.owned_since_ms.unwrap_or(now));
+        let silent = now.saturating_sub(beat);
+        // The instance's own timeouts (preserved metadata) win.
+        let delete_ms = inst.meta_ms(META_DELETE_TIMEOUT, t.beat_delete_ms);
+        let unhealthy_ms = inst.meta_ms(META_BEAT_TIMEOUT, t.beat_unhealthy_ms);
+        // Nothing happens to this instance while `now` is at most `beat` plus the timeout
+        // that applies to it.
+        let timeout = if inst.healthy {
+            delete_ms.min(unhealthy_ms)
+        } else {
+            delete_ms
+        };
+        quiet_until = quiet_until.min(beat.saturating_add(timeout));
+        if silent > delete_ms {
+            data.get_or_insert_with(|| c.data.clone())
+                .instances
+                .remove(s);
+            evidence = evidence.max(last_beat);
+        } else if silent > unhealthy_ms && inst.healthy {
+            let d = data.get_or_insert_with(|| c.data.clone());
+            if let Some(i) = d.instances.get_mut(s) {
+                i.healthy = false;
+            }
+        }
+    }
+    match data {
+        // The new version is filed again when it is stored.
+        Some(data) => (Expiry::Changed { data, evidence }, now.saturating_add(1)),
+        None => {
+            c.quiet_until_ms = Some(quiet_until);
+            (Expiry::Nothing, quiet_until.saturating_add(1))
+        }
+    }
+}
+
 /// Appends to `out` the keys whose values differ between two maps given in key order (a key
 /// present in one only included).
 fn diff_keys<'a, K: Ord + 'a, V: PartialEq + 'a>(
@@ -454,6 +545,17 @@ pub struct Distro {
     /// HTTP clients this member deleted as their owner, with the time of the evidence the
     /// deletion rests on; a handoff with older evidence is refused. Kept `beat_delete_ms`.
     tombstones: BTreeMap<String, u64>,
+    /// No tombstone outlives its keep time before this (`expire` skips the sweep until then).
+    tombstones_gc_ms: u64,
+    /// The clients `expire` must look at, each with the time from which it must. For every
+    /// client there is an entry no later than the first time its expiry can do anything to
+    /// it; an entry may be early or stale (the look then only files the client again), so a
+    /// change that could bring that time forward files the client for the next pass. Spares
+    /// `expire` walking every client at every tick.
+    wake: BTreeSet<(u64, String)>,
+    /// `expire` must look at every client: the healthy members changed, and with them who
+    /// owns which HTTP client.
+    rescan: bool,
     sending: BTreeSet<(String, String)>,
     in_flight: BTreeMap<u64, InFlight>,
     next_id: u64,
@@ -479,6 +581,9 @@ impl Distro {
             touched: BTreeSet::new(),
             tasks: BTreeMap::new(),
             tombstones: BTreeMap::new(),
+            tombstones_gc_ms: u64::MAX,
+            wake: BTreeSet::new(),
+            rescan: true,
             sending: BTreeSet::new(),
             in_flight: BTreeMap::new(),
             next_id: 1,
@@ -533,7 +638,10 @@ impl Distro {
             .chain(std::iter::once(self.me.clone()))
             .collect();
         v.sort();
-        self.healthy = v;
+        if v != self.healthy {
+            self.healthy = v;
+            self.rescan = true;
+        }
     }
 
     /// Members in state UP or SUSPICIOUS, plus self, sorted.
@@ -657,6 +765,7 @@ impl Distro {
             owned_since_ms: None,
             quiet_until_ms: None,
         });
+        self.wake_soon(conn);
     }
 
     /// A keepalive on a connection; false if the connection is not known here.
@@ -767,6 +876,7 @@ impl Distro {
         c.quiet_until_ms = None;
         let publishes = c.data.publishes(service);
         let id = c.data.id.clone();
+        self.wake_soon(&id);
         if publishes {
             self.list(service, &id);
         } else {
@@ -825,6 +935,7 @@ impl Distro {
                 if let Some(c) = self.clients.get_mut(&id) {
                     c.beats.insert(service.clone(), now);
                     c.quiet_until_ms = None;
+                    self.wake_soon(&id);
                 }
             }
             IpPortWrite::Deregister { service, .. } => match self.clients.get(&id) {
@@ -837,7 +948,7 @@ impl Distro {
                 // Unknown here (this member became responsible without a copy): copies other
                 // members may hold are deleted all the same.
                 None => {
-                    self.tombstones.insert(id.clone(), now);
+                    self.tombstone(&id, now);
                     self.queue_all(now, &id, TaskOp::Delete);
                 }
             },
@@ -850,7 +961,10 @@ impl Distro {
                 };
                 c.beats.insert(service.clone(), now);
                 c.quiet_until_ms = None;
-                if !inst.healthy {
+                let healthy = inst.healthy;
+                self.wake_soon(&id);
+                if !healthy {
+                    let c = &self.clients[&id];
                     let mut data = c.data.clone();
                     if let Some(i) = data.instances.get_mut(service) {
                         i.healthy = true;
@@ -871,7 +985,7 @@ impl Distro {
         if data.kind == ClientKind::IpPort && data.is_empty() {
             if self.clients.contains_key(&id) {
                 self.remove_client(&id);
-                self.tombstones.insert(id.clone(), now);
+                self.tombstone(&id, now);
                 self.queue_all(now, &id, TaskOp::Delete);
             }
             return;
@@ -902,6 +1016,7 @@ impl Distro {
     /// services that re-registers in one of them touches one service, not 100.
     fn put_client(&mut self, c: Client) {
         let id = c.data.id.clone();
+        self.wake_soon(&id);
         let old = self.clients.insert(id.clone(), c);
         let new = &self.clients[&id].data;
         let (gone, changed): (Vec<ServiceKey>, Vec<ServiceKey>) = match &old {
@@ -919,6 +1034,18 @@ impl Distro {
         for s in &changed {
             self.list(s, &id);
         }
+    }
+
+    /// Has `expire` look at client `id` at its next pass (see `Distro::wake`).
+    fn wake_soon(&mut self, id: &str) {
+        self.wake.insert((0, id.to_string()));
+    }
+
+    /// Records that this member deleted HTTP client `id` on evidence from `at_ms`.
+    fn tombstone(&mut self, id: &str, at_ms: u64) {
+        self.tombstones.insert(id.to_string(), at_ms);
+        let gone_at = at_ms.saturating_add(self.timings.beat_delete_ms + 1);
+        self.tombstones_gc_ms = self.tombstones_gc_ms.min(gone_at);
     }
 
     /// Puts client `id` among the clients of service `s` and marks the service changed.
@@ -1224,76 +1351,76 @@ impl Distro {
         }
     }
 
+    /// Clients the expiry pass at `now` would miss: expiry would act on them (or start
+    /// counting their ownership) at `now`, but nothing files them for that pass. Always empty
+    /// unless a change forgot to file a client; for tests.
+    #[doc(hidden)]
+    pub fn expiry_overdue(&self, now: u64) -> Vec<String> {
+        if self.rescan {
+            return Vec::new();
+        }
+        let filed: BTreeSet<&str> = self
+            .wake
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, id)| id.as_str())
+            .collect();
+        self.clients
+            .values()
+            .filter(|c| !filed.contains(c.data.id.as_str()))
+            .filter(|c| {
+                let mut probe = (*c).clone();
+                let owned = owns(&self.me, &self.healthy, c);
+                let (outcome, _) = check_expiry(&mut probe, owned, now, &self.timings);
+                !matches!(outcome, Expiry::Nothing) || probe.owned_since_ms != c.owned_since_ms
+            })
+            .map(|c| c.data.id.clone())
+            .collect()
+    }
+
     fn expire(&mut self, now: u64) {
-        let keep = self.timings.beat_delete_ms;
-        self.tombstones
-            .retain(|_, t| now.saturating_sub(*t) <= keep);
-        let t = &self.timings;
+        if now >= self.tombstones_gc_ms {
+            let keep = self.timings.beat_delete_ms;
+            self.tombstones
+                .retain(|_, t| now.saturating_sub(*t) <= keep);
+            self.tombstones_gc_ms = self
+                .tombstones
+                .values()
+                .map(|t| t.saturating_add(keep + 1))
+                .min()
+                .unwrap_or(u64::MAX);
+        }
+        // The clients to look at, in id order (the order every outcome below is acted on in).
+        let due: Vec<String> = if std::mem::take(&mut self.rescan) {
+            self.wake.clear();
+            self.clients.keys().cloned().collect()
+        } else {
+            let mut due = BTreeSet::new();
+            while self.wake.first().is_some_and(|(at, _)| *at <= now) {
+                if let Some((_, id)) = self.wake.pop_first() {
+                    due.insert(id);
+                }
+            }
+            due.into_iter().collect()
+        };
         let mut idle_conns = Vec::new();
         let mut dropped = Vec::new();
         let mut changed = Vec::new();
-        // One pass, without copying a client unless it changes: this runs every tick over
-        // every client.
-        for c in self.clients.values_mut() {
-            let owned = owns(&self.me, &self.healthy, c);
-            let owned_since_ms = match (owned, c.owned_since_ms) {
-                (true, since) => Some(since.unwrap_or(now)),
-                (false, _) => None,
+        for id in due {
+            let Some(c) = self.clients.get_mut(&id) else {
+                continue; // gone since it was filed
             };
-            if owned_since_ms != c.owned_since_ms {
-                c.owned_since_ms = owned_since_ms;
-                c.quiet_until_ms = None;
-            }
-            if owned {
-                match c.data.kind {
-                    ClientKind::Connection => {
-                        if now.saturating_sub(c.last_renew_ms) > t.conn_idle_ms {
-                            idle_conns.push((c.data.id.clone(), c.last_renew_ms));
-                        }
-                    }
-                    ClientKind::IpPort => {
-                        if c.quiet_until_ms.is_some_and(|q| now <= q) {
-                            continue;
-                        }
-                        let mut data: Option<ClientData> = None;
-                        let mut evidence = 0;
-                        let mut quiet_until = u64::MAX;
-                        for (s, inst) in c.data.instances.iter() {
-                            let last_beat = c.beats.get(s).copied().unwrap_or(0);
-                            let beat = last_beat.max(c.owned_since_ms.unwrap_or(now));
-                            let silent = now.saturating_sub(beat);
-                            // The instance's own timeouts (preserved metadata) win.
-                            let delete_ms = inst.meta_ms(META_DELETE_TIMEOUT, t.beat_delete_ms);
-                            let unhealthy_ms = inst.meta_ms(META_BEAT_TIMEOUT, t.beat_unhealthy_ms);
-                            // Nothing happens to this instance while `now` is at most
-                            // `beat` plus the timeout that applies to it.
-                            let timeout = if inst.healthy {
-                                delete_ms.min(unhealthy_ms)
-                            } else {
-                                delete_ms
-                            };
-                            quiet_until = quiet_until.min(beat.saturating_add(timeout));
-                            if silent > delete_ms {
-                                data.get_or_insert_with(|| c.data.clone())
-                                    .instances
-                                    .remove(s);
-                                evidence = evidence.max(last_beat);
-                            } else if silent > unhealthy_ms && inst.healthy {
-                                let d = data.get_or_insert_with(|| c.data.clone());
-                                if let Some(i) = d.instances.get_mut(s) {
-                                    i.healthy = false;
-                                }
-                            }
-                        }
-                        match data {
-                            Some(data) => changed.push((data, evidence)),
-                            None => c.quiet_until_ms = Some(quiet_until),
-                        }
-                    }
+            let owned = owns(&self.me, &self.healthy, c);
+            let (outcome, next) = check_expiry(c, owned, now, &self.timings);
+            match outcome {
+                Expiry::Nothing => {}
+                Expiry::IdleConn { last_keepalive } => {
+                    idle_conns.push((id.clone(), last_keepalive))
                 }
-            } else if now.saturating_sub(c.last_renew_ms) > t.synced_expire_ms {
-                dropped.push(c.data.id.clone());
+                Expiry::Dropped => dropped.push(id.clone()),
+                Expiry::Changed { data, evidence } => changed.push((data, evidence)),
             }
+            self.wake.insert((next, id));
         }
         for (id, last_keepalive) in idle_conns {
             self.close_connection(now, &id, last_keepalive);
@@ -1307,7 +1434,7 @@ impl Distro {
                 // a member that saw a later one (across a partition) keeps its copy.
                 let id = data.id.clone();
                 self.remove_client(&id);
-                self.tombstones.insert(id.clone(), evidence);
+                self.tombstone(&id, evidence);
                 self.queue_all_at(now, evidence, &id, TaskOp::Delete);
             } else {
                 self.change_owned(now, data, Origin::Local);
@@ -1507,6 +1634,7 @@ impl Distro {
                         *b = now;
                     }
                     c.quiet_until_ms = None;
+                    self.wake.insert((0, e.client.clone()));
                 }
                 _ => failed.push(e.client),
             }
