@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use nacre_engine::config::ConfigKey;
-use nacre_engine::naming::distro::{ClientData, ClientKind, DistroMsg, IpPortWrite};
+use nacre_engine::naming::distro::{ClientData, ClientKind, DistroMsg, IpPortWrite, SyncItem};
 use nacre_engine::naming::{Instance, ServiceKey};
 use nacre_engine::raft::journal::JournalRecord;
 use nacre_engine::raft::state_machine::{CpState, SnapshotImage, SNAPSHOT_VERSION};
@@ -48,6 +48,16 @@ fn main() {
                 client: client.id.clone(),
                 age_ms: 5,
             },
+        },
+        PeerRequest::Distro {
+            from: "127.0.0.1:8848".into(),
+            msg: DistroMsg::Batch(vec![
+                SyncItem::Sync(client.clone()),
+                SyncItem::Delete {
+                    client: "10.0.0.3:80#true".into(),
+                    age_ms: 7,
+                },
+            ]),
         },
         PeerRequest::Naming {
             hops: 1,

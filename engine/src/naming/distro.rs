@@ -347,7 +347,26 @@ pub enum DistroMsg {
     SnapshotQuery,
     /// The sender is alive.
     Report,
+    /// Several changes for the receiver, each taken as the `Sync` or `Delete` it stands for,
+    /// in order; answered `Ok` (the sender acts on no item's own answer). A member sends the
+    /// changes due for a peer in one message instead of a call per client.
+    Batch(Vec<SyncItem>),
 }
+
+/// One change of a `DistroMsg::Batch`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SyncItem {
+    /// As `DistroMsg::Sync`.
+    Sync(ClientData),
+    /// As `DistroMsg::Delete`.
+    Delete { client: String, age_ms: u64 },
+}
+
+/// Most changes in one `DistroMsg::Batch`.
+pub const BATCH_ITEMS_MAX: usize = 512;
+/// A batch stops growing once its changes encode to this many bytes (far below the peer frame
+/// limit, so one large client never pushes a batch over it).
+pub const BATCH_BYTES_MAX: usize = 1024 * 1024;
 
 /// The answer to a `DistroMsg`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -482,10 +501,10 @@ struct Task {
 #[derive(Debug, Clone)]
 enum InFlight {
     Handoff,
+    /// Changes of clients sent to `target`, each with the time its action happened here.
     Sync {
-        client: String,
         target: String,
-        at_ms: u64,
+        clients: Vec<(String, u64)>,
     },
     Verify {
         target: String,
@@ -1217,47 +1236,81 @@ impl Distro {
             .filter(|(k, t)| t.due_ms <= now && !self.sending.contains(*k))
             .map(|(k, _)| k.clone())
             .collect();
+        // The due changes per target, in client order.
+        let mut per_target: BTreeMap<String, Vec<(String, Task)>> = BTreeMap::new();
         for key in due {
             let Some(task) = self.tasks.remove(&key) else {
                 continue;
             };
-            let (client, target) = key.clone();
+            let (client, target) = key;
             let Some(peer) = self.peers.get(&target) else {
                 continue; // no longer a member: dropped
             };
             if peer.state == MemberState::Down {
-                self.tasks.insert(
-                    key,
-                    Task {
-                        due_ms: now + self.timings.sync_retry_ms,
-                        ..task
-                    },
-                );
+                let due_ms = now + self.timings.sync_retry_ms;
+                self.tasks.insert((client, target), Task { due_ms, ..task });
                 continue;
             }
-            let msg = match task.op {
-                TaskOp::Change => match self.clients.get(&client) {
-                    Some(c) if self.owns(c) || c.origin == Origin::Local => {
-                        DistroMsg::Sync(c.data.clone())
-                    }
-                    _ => continue, // gone or no longer ours: nothing to send
-                },
-                TaskOp::Delete => DistroMsg::Delete {
-                    client: client.clone(),
-                    age_ms: now.saturating_sub(task.at_ms),
-                },
-            };
-            self.sending.insert(key);
-            self.send(
-                &target,
-                msg,
-                InFlight::Sync {
-                    client,
-                    target: target.clone(),
-                    at_ms: task.at_ms,
-                },
-            );
+            per_target.entry(target).or_default().push((client, task));
         }
+        for (target, tasks) in per_target {
+            let mut items = Vec::new();
+            let mut clients = Vec::new();
+            let mut bytes = 0;
+            for (client, task) in tasks {
+                let item = match task.op {
+                    TaskOp::Change => match self.clients.get(&client) {
+                        Some(c) if self.owns(c) || c.origin == Origin::Local => {
+                            SyncItem::Sync(c.data.clone())
+                        }
+                        _ => continue, // gone or no longer ours: nothing to send
+                    },
+                    TaskOp::Delete => SyncItem::Delete {
+                        client: client.clone(),
+                        age_ms: now.saturating_sub(task.at_ms),
+                    },
+                };
+                bytes += postcard::experimental::serialized_size(&item).unwrap_or(0);
+                self.sending.insert((client.clone(), target.clone()));
+                items.push(item);
+                clients.push((client, task.at_ms));
+                if items.len() >= BATCH_ITEMS_MAX || bytes >= BATCH_BYTES_MAX {
+                    self.send_changes(
+                        &target,
+                        std::mem::take(&mut items),
+                        std::mem::take(&mut clients),
+                    );
+                    bytes = 0;
+                }
+            }
+            if !items.is_empty() {
+                self.send_changes(&target, items, clients);
+            }
+        }
+    }
+
+    /// Sends changes to `target`: one alone as the message it stands for, several as a batch.
+    fn send_changes(
+        &mut self,
+        target: &str,
+        mut items: Vec<SyncItem>,
+        clients: Vec<(String, u64)>,
+    ) {
+        let msg = match (items.pop(), items.is_empty()) {
+            (Some(SyncItem::Sync(data)), true) => DistroMsg::Sync(data),
+            (Some(SyncItem::Delete { client, age_ms }), true) => {
+                DistroMsg::Delete { client, age_ms }
+            }
+            (last, _) => {
+                items.extend(last);
+                DistroMsg::Batch(items)
+            }
+        };
+        let what = InFlight::Sync {
+            target: target.to_string(),
+            clients,
+        };
+        self.send(target, msg, what);
     }
 
     fn send_verify(&mut self) {
@@ -1463,6 +1516,17 @@ impl Distro {
             DistroMsg::Sync(data) => self.on_sync(now, from, data),
             DistroMsg::Handoff { data, age_ms } => self.on_handoff(now, data, age_ms),
             DistroMsg::Delete { client, age_ms } => self.on_delete(now, from, &client, age_ms),
+            DistroMsg::Batch(items) => {
+                for item in items {
+                    match item {
+                        SyncItem::Sync(data) => self.on_sync(now, from, data),
+                        SyncItem::Delete { client, age_ms } => {
+                            self.on_delete(now, from, &client, age_ms)
+                        }
+                    };
+                }
+                DistroReply::Ok
+            }
             DistroMsg::Verify {
                 clients,
                 members_digest,
@@ -1671,21 +1735,19 @@ impl Distro {
                     self.peer_recovered(now, &target);
                 }
             }
-            InFlight::Sync {
-                client,
-                target,
-                at_ms,
-            } => {
-                let key = (client.clone(), target.clone());
-                self.sending.remove(&key);
-                if reply.is_none() && !self.tasks.contains_key(&key) {
-                    let op = if self.clients.contains_key(&client) {
-                        TaskOp::Change
-                    } else {
-                        TaskOp::Delete
-                    };
-                    let due = now + self.timings.sync_retry_ms;
-                    self.queue(due, at_ms, &client, &target, op);
+            InFlight::Sync { target, clients } => {
+                for (client, at_ms) in clients {
+                    let key = (client, target.clone());
+                    self.sending.remove(&key);
+                    if reply.is_none() && !self.tasks.contains_key(&key) {
+                        let op = if self.clients.contains_key(&key.0) {
+                            TaskOp::Change
+                        } else {
+                            TaskOp::Delete
+                        };
+                        let due = now + self.timings.sync_retry_ms;
+                        self.queue(due, at_ms, &key.0, &target, op);
+                    }
                 }
             }
             InFlight::Verify { target } => {

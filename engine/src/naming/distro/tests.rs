@@ -43,12 +43,20 @@ fn sends(effects: &[Effect]) -> Vec<(String, DistroMsg)> {
         .collect()
 }
 
+/// Every client version sent, alone or in a batch, with its target.
 fn syncs(effects: &[Effect]) -> Vec<(String, ClientData)> {
     sends(effects)
         .into_iter()
-        .filter_map(|(to, m)| match m {
-            DistroMsg::Sync(d) => Some((to, d)),
-            _ => None,
+        .flat_map(|(to, m)| match m {
+            DistroMsg::Sync(d) => vec![(to, d)],
+            DistroMsg::Batch(items) => items
+                .into_iter()
+                .filter_map(|i| match i {
+                    SyncItem::Sync(d) => Some((to.clone(), d)),
+                    SyncItem::Delete { .. } => None,
+                })
+                .collect(),
+            _ => vec![],
         })
         .collect()
 }
@@ -443,4 +451,57 @@ fn a_registration_touches_only_its_own_service() {
             .len(),
         1
     );
+}
+
+#[test]
+fn the_changes_due_for_a_peer_travel_in_one_batch_and_a_lost_batch_is_resent_whole() {
+    let mut a = loaded(A);
+    for i in 0..20 {
+        let conn = format!("c{i}");
+        a.connect(0, &conn);
+        a.register(0, &conn, &svc(), Instance::new("1.1.1.1", 1000 + i))
+            .expect("register");
+    }
+    a.disconnect(0, "c19");
+    let delay = DistroTimings::default().sync_delay_ms;
+    a.on_tick(delay);
+    let sent: Vec<(u64, String, DistroMsg)> = a
+        .drain()
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Send { id, to, msg } => Some((id, to, msg)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent.len(), 2, "one message per peer: {sent:?}");
+    for (_, to, msg) in &sent {
+        let DistroMsg::Batch(items) = msg else {
+            panic!("a batch to {to}: {msg:?}");
+        };
+        assert_eq!(items.len(), 20, "19 connections and a deletion");
+        assert!(items.contains(&SyncItem::Delete {
+            client: "c19".into(),
+            age_ms: delay,
+        }));
+    }
+    // The batch reaches B: every change is taken.
+    let mut b = loaded(B);
+    let (_, _, to_b) = sent.iter().find(|(_, to, _)| to == B).expect("sent to B");
+    assert_eq!(b.on_message(delay, A, to_b.clone()), DistroReply::Ok);
+    assert_eq!(b.instance_count(&svc()), 19);
+    // The one to C is lost: all of it goes again after the retry delay, and only then.
+    let (lost, _, _) = sent.iter().find(|(_, to, _)| to == C).expect("sent to C");
+    let (ok, _, _) = sent.iter().find(|(_, to, _)| to == B).expect("sent to B");
+    a.on_reply(delay + 1, *ok, Some(DistroReply::Ok));
+    a.on_reply(delay + 1, *lost, None);
+    let retry = DistroTimings::default().sync_retry_ms;
+    a.on_tick(delay + retry);
+    assert!(syncs(&a.drain()).is_empty(), "not before the retry delay");
+    a.on_dispatch(delay + 1 + retry);
+    let again = sends(&a.drain());
+    assert_eq!(again.len(), 1, "{again:?}");
+    let (to, DistroMsg::Batch(items)) = &again[0] else {
+        panic!("a batch: {again:?}");
+    };
+    assert_eq!((to.as_str(), items.len()), (C, 20));
 }
