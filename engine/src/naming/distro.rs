@@ -482,6 +482,11 @@ struct Client {
     /// before this time, as long as its data, beats and `owned_since_ms` stay as they were
     /// (every change of those clears it). Spares `expire` looking at every instance each tick.
     quiet_until_ms: Option<u64>,
+    /// `expire` looks at this client from this time on: never later than the first time its
+    /// expiry can do anything to it. A look may be early (it then only sets the time again);
+    /// a change that could bring that time forward sets it to 0. Spares `expire` the ownership
+    /// and timeout checks of every client at every tick.
+    look_at_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -566,12 +571,6 @@ pub struct Distro {
     tombstones: BTreeMap<String, u64>,
     /// No tombstone outlives its keep time before this (`expire` skips the sweep until then).
     tombstones_gc_ms: u64,
-    /// The clients `expire` must look at, each with the time from which it must. For every
-    /// client there is an entry no later than the first time its expiry can do anything to
-    /// it; an entry may be early or stale (the look then only files the client again), so a
-    /// change that could bring that time forward files the client for the next pass. Spares
-    /// `expire` walking every client at every tick.
-    wake: BTreeSet<(u64, String)>,
     /// `expire` must look at every client: the healthy members changed, and with them who
     /// owns which HTTP client.
     rescan: bool,
@@ -601,7 +600,6 @@ impl Distro {
             tasks: BTreeMap::new(),
             tombstones: BTreeMap::new(),
             tombstones_gc_ms: u64::MAX,
-            wake: BTreeSet::new(),
             rescan: true,
             sending: BTreeSet::new(),
             in_flight: BTreeMap::new(),
@@ -783,6 +781,7 @@ impl Distro {
             beats: VecMap::new(),
             owned_since_ms: None,
             quiet_until_ms: None,
+            look_at_ms: 0,
         });
         self.wake_soon(conn);
     }
@@ -1026,6 +1025,7 @@ impl Distro {
             beats,
             owned_since_ms,
             quiet_until_ms: None,
+            look_at_ms: 0,
         });
         self.queue_all(now, &id, TaskOp::Change);
     }
@@ -1035,8 +1035,9 @@ impl Distro {
     /// services that re-registers in one of them touches one service, not 100.
     fn put_client(&mut self, c: Client) {
         let id = c.data.id.clone();
-        self.wake_soon(&id);
-        let old = self.clients.insert(id.clone(), c);
+        let old = self
+            .clients
+            .insert(id.clone(), Client { look_at_ms: 0, ..c });
         let new = &self.clients[&id].data;
         let (gone, changed): (Vec<ServiceKey>, Vec<ServiceKey>) = match &old {
             None => (Vec::new(), new.services().cloned().collect()),
@@ -1055,9 +1056,11 @@ impl Distro {
         }
     }
 
-    /// Has `expire` look at client `id` at its next pass (see `Distro::wake`).
+    /// Has `expire` look at client `id` at its next pass (see `Client::look_at_ms`).
     fn wake_soon(&mut self, id: &str) {
-        self.wake.insert((0, id.to_string()));
+        if let Some(c) = self.clients.get_mut(id) {
+            c.look_at_ms = 0;
+        }
     }
 
     /// Records that this member deleted HTTP client `id` on evidence from `at_ms`.
@@ -1412,15 +1415,9 @@ impl Distro {
         if self.rescan {
             return Vec::new();
         }
-        let filed: BTreeSet<&str> = self
-            .wake
-            .iter()
-            .take_while(|(at, _)| *at <= now)
-            .map(|(_, id)| id.as_str())
-            .collect();
         self.clients
             .values()
-            .filter(|c| !filed.contains(c.data.id.as_str()))
+            .filter(|c| c.look_at_ms > now)
             .filter(|c| {
                 let mut probe = (*c).clone();
                 let owned = owns(&self.me, &self.healthy, c);
@@ -1443,28 +1440,18 @@ impl Distro {
                 .min()
                 .unwrap_or(u64::MAX);
         }
-        // The clients to look at, in id order (the order every outcome below is acted on in).
-        let due: Vec<String> = if std::mem::take(&mut self.rescan) {
-            self.wake.clear();
-            self.clients.keys().cloned().collect()
-        } else {
-            let mut due = BTreeSet::new();
-            while self.wake.first().is_some_and(|(at, _)| *at <= now) {
-                if let Some((_, id)) = self.wake.pop_first() {
-                    due.insert(id);
-                }
-            }
-            due.into_iter().collect()
-        };
+        let rescan = std::mem::take(&mut self.rescan);
         let mut idle_conns = Vec::new();
         let mut dropped = Vec::new();
         let mut changed = Vec::new();
-        for id in due {
-            let Some(c) = self.clients.get_mut(&id) else {
-                continue; // gone since it was filed
-            };
+        // In id order, the order every outcome below is acted on in.
+        for (id, c) in self.clients.iter_mut() {
+            if c.look_at_ms > now && !rescan {
+                continue;
+            }
             let owned = owns(&self.me, &self.healthy, c);
             let (outcome, next) = check_expiry(c, owned, now, &self.timings);
+            c.look_at_ms = next;
             match outcome {
                 Expiry::Nothing => {}
                 Expiry::IdleConn { last_keepalive } => {
@@ -1473,7 +1460,6 @@ impl Distro {
                 Expiry::Dropped => dropped.push(id.clone()),
                 Expiry::Changed { data, evidence } => changed.push((data, evidence)),
             }
-            self.wake.insert((next, id));
         }
         for (id, last_keepalive) in idle_conns {
             self.close_connection(now, &id, last_keepalive);
@@ -1577,6 +1563,7 @@ impl Distro {
             beats,
             owned_since_ms: None,
             quiet_until_ms: None,
+            look_at_ms: 0,
         });
         DistroReply::Ok
     }
@@ -1607,6 +1594,7 @@ impl Distro {
             beats,
             owned_since_ms: Some(now),
             quiet_until_ms: None,
+            look_at_ms: 0,
         });
         self.queue_all(now, &id, TaskOp::Change);
         DistroReply::Ok
@@ -1698,7 +1686,7 @@ impl Distro {
                         *b = now;
                     }
                     c.quiet_until_ms = None;
-                    self.wake.insert((0, e.client.clone()));
+                    c.look_at_ms = 0;
                 }
                 _ => failed.push(e.client),
             }
@@ -1812,6 +1800,7 @@ impl Distro {
                 beats,
                 owned_since_ms: None,
                 quiet_until_ms: None,
+                look_at_ms: 0,
             });
         }
     }

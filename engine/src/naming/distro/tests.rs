@@ -505,3 +505,27 @@ fn the_changes_due_for_a_peer_travel_in_one_batch_and_a_lost_batch_is_resent_who
     };
     assert_eq!((to.as_str(), items.len()), (C, 20));
 }
+
+#[test]
+fn a_copy_no_one_renews_is_dropped_and_an_idle_connection_closed_on_time() {
+    let t = DistroTimings::default();
+    let mut b = loaded(B);
+    let mut copy = ClientData::empty("a-conn", ClientKind::Connection);
+    copy.revision = 1;
+    copy.instances.insert(svc(), Instance::new("1.1.1.1", 80));
+    assert_eq!(b.on_message(1_000, A, DistroMsg::Sync(copy)), DistroReply::Ok);
+    b.connect(1_000, "b-conn");
+    b.register(1_000, "b-conn", &svc(), Instance::new("2.2.2.2", 80))
+        .expect("register");
+    // Ticks in between look at nothing (both wait for their own time) and change nothing.
+    for now in (1_100..=1_000 + t.conn_idle_ms).step_by(100) {
+        b.on_tick(now);
+    }
+    assert_eq!(b.instance_count(&svc()), 2);
+    b.on_tick(1_000 + t.conn_idle_ms + 100);
+    assert!(b.client("b-conn").is_none(), "idle connection closed");
+    b.on_tick(1_000 + t.synced_expire_ms);
+    assert!(b.client("a-conn").is_some(), "not before its time");
+    b.on_tick(1_000 + t.synced_expire_ms + 100);
+    assert!(b.client("a-conn").is_none(), "unrenewed copy dropped");
+}
