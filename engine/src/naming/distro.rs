@@ -11,9 +11,10 @@
 //! and a member accepts a remote change only from the member it believes owns the client.
 //!
 //! Replication. A change queues a sync task per other member, merged per key (newest action
-//! wins, the first due time stays) and sent after `sync_delay_ms`; a failed send is retried
-//! after `sync_retry_ms`, one send per key and target at a time so a target never sees two
-//! versions out of order. Every `verify_interval_ms` an owner sends each member the manifest of
+//! wins, the first due time stays) and sent after `sync_delay_ms`, the tasks due for one member
+//! together in one message (`DistroMsg::Batch`); a failed send is retried after
+//! `sync_retry_ms`, one send per key and target at a time so a target never sees two versions
+//! out of order. Every `verify_interval_ms` an owner sends each member the manifest of
 //! the clients it owns (revision and digest per client); the receiver renews matching copies,
 //! reports the rest as failed — the owner resends them at once — and drops copies attributed to
 //! that owner which the manifest no longer lists. A starting member loads a snapshot from its
@@ -23,7 +24,9 @@
 //! Expiry. The owner of an HTTP client marks an instance unhealthy after `beat_unhealthy_ms`
 //! without a beat and deletes it after `beat_delete_ms` (or the instance's own
 //! `preserved.heart.beat.timeout` / `preserved.ip.delete.timeout` metadata); a connection idle for `conn_idle_ms`
-//! is closed; a synced copy not renewed for `synced_expire_ms` is dropped.
+//! is closed; a synced copy not renewed for `synced_expire_ms` is dropped. The pass at every tick
+//! looks only at the clients whose time came (`Client::look_at_ms`), and at all of them when the
+//! healthy members changed.
 //!
 //! Member health. Every `report_interval_ms` each member reports to every other member; an
 //! answer or an incoming report marks the peer UP, a failure SUSPICIOUS, `member_fail_max`
