@@ -170,6 +170,8 @@ impl Net {
             if let Some(d) = self.nodes.get_mut(n) {
                 let overdue = d.expiry_overdue(now);
                 assert!(overdue.is_empty(), "{n}: expiry would miss {overdue:?}");
+                let miscounted = d.miscounted_services();
+                assert!(miscounted.is_empty(), "{n}: instance count off in {miscounted:?}");
                 d.on_tick(now);
             }
             self.collect(n);

@@ -63,23 +63,6 @@ const SERVICE_PAGE_SIZE_MAX: usize = 10_000;
 /// The version this server reports where Nacos reports its own.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// How long an exact instance count of a service is used for admitting new instances.
-const INSTANCE_COUNT_FRESH_MS: u64 = 1_000;
-/// Services whose count is kept before stale counts are dropped.
-const INSTANCE_COUNTS_KEPT_MAX: usize = 4_096;
-
-/// An exact instance count of a service and the new instances admitted since.
-struct Counted {
-    exact: usize,
-    admitted: usize,
-    at_ms: u64,
-}
-
-/// Recent instance counts, by member (its Distro name) and service.
-// TODO(server): a field of `NamingApi` once main.rs builds it through a constructor; not
-// needed at all once `Distro::instance_count` is O(log n) (a count kept per service).
-static INSTANCE_COUNTS: Mutex<BTreeMap<(String, ServiceKey), Counted>> =
-    Mutex::new(BTreeMap::new());
 
 /// What the naming API serves from.
 pub struct NamingApi {
@@ -545,40 +528,13 @@ impl NamingApi {
         }
     }
 
-    /// Admits `more` new instances into `key` unless the service cannot take them. The exact
-    /// count looks at every client of the service, so it is taken at most once per
-    /// `INSTANCE_COUNT_FRESH_MS` per service; in between, the instances admitted here are
-    /// added to it. The bound is therefore soft: by what arrives in that time from elsewhere
-    /// (Distro syncs of other members' registrations) and by the registrations admitted but not
-    /// yet applied when the count is taken; and a service that just shrank may be refused for
-    /// that long.
+    /// Admits `more` new instances into `key` unless the service cannot take them. The count
+    /// is exact and cheap (kept per service, by the state machine and by Distro); the bound
+    /// is soft only by the registrations admitted at the same time and not yet applied, and by
+    /// those arriving through Distro syncs from other members.
     fn admit_new_instances(&self, key: &ServiceKey, more: usize) -> Result<(), Reject> {
-        let now = SystemClock.now_ms();
-        let mut counts = INSTANCE_COUNTS
-            .lock()
-            .expect("instance counts lock poisoned");
-        if counts.len() >= INSTANCE_COUNTS_KEPT_MAX {
-            counts.retain(|_, c| now.saturating_sub(c.at_ms) < INSTANCE_COUNT_FRESH_MS);
-        }
-        let counted = counts
-            .entry((self.me.clone(), key.clone()))
-            .or_insert(Counted {
-                exact: 0,
-                admitted: 0,
-                at_ms: 0,
-            });
-        if counted.at_ms == 0 || now.saturating_sub(counted.at_ms) >= INSTANCE_COUNT_FRESH_MS {
-            *counted = Counted {
-                exact: self.instance_count(key),
-                admitted: 0,
-                at_ms: now.max(1),
-            };
-        }
         // `check_instance_count` asks whether one more fits; the last of `more` is that one.
-        let before_last = counted.exact + counted.admitted + more.saturating_sub(1);
-        check_instance_count(key, before_last)?;
-        counted.admitted += more;
-        Ok(())
+        check_instance_count(key, self.instance_count(key) + more.saturating_sub(1))
     }
 
     /// The instance of `ip:port` in `cluster`, with Nacos's 404 messages.

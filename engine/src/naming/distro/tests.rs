@@ -371,15 +371,25 @@ fn a_batch_publishes_several_instances_and_replaces_or_is_replaced_by_a_single_o
         }
     }
     assert_eq!(b.instances(&svc()).len(), 2, "replicated batch");
+    assert_eq!(b.instance_count(&svc()), 2);
     // A single registration replaces the batch, and a batch replaces the single one.
     a.register(2_000, "c1", &svc(), Instance::new("1.1.1.3", 80))
         .expect("single");
     let ips: Vec<String> = a.instances(&svc()).into_iter().map(|i| i.ip).collect();
     assert_eq!(ips, vec!["1.1.1.3".to_string()]);
+    assert_eq!(a.instance_count(&svc()), 1);
     a.register_batch(3_000, "c1", &svc(), batch)
         .expect("batch again");
     assert_eq!(a.instances(&svc()).len(), 2);
     assert!(a.client("c1").is_some_and(|c| c.instances.is_empty()));
+    assert_eq!(a.instance_count(&svc()), 2);
+    // The same client's sync changes the peer's count by the difference only.
+    let mut single = ClientData::empty("c1", ClientKind::Connection);
+    single.revision = 9;
+    single.instances.insert(svc(), Instance::new("1.1.1.9", 80));
+    b.on_message(3_000, A, DistroMsg::Sync(single));
+    assert_eq!(b.instance_count(&svc()), 1);
+    assert!(b.miscounted_services().is_empty());
     // An empty batch withdraws them; so does a deregistration or the disconnect.
     a.register_batch(4_000, "c1", &svc(), vec![])
         .expect("empty");
@@ -393,6 +403,8 @@ fn a_batch_publishes_several_instances_and_replaces_or_is_replaced_by_a_single_o
         .expect("batch");
     a.disconnect(8_000, "c1");
     assert!(a.instances(&svc()).is_empty(), "gone with the connection");
+    assert_eq!(a.instance_count(&svc()), 0);
+    assert!(a.miscounted_services().is_empty());
 }
 
 #[test]
@@ -513,7 +525,10 @@ fn a_copy_no_one_renews_is_dropped_and_an_idle_connection_closed_on_time() {
     let mut copy = ClientData::empty("a-conn", ClientKind::Connection);
     copy.revision = 1;
     copy.instances.insert(svc(), Instance::new("1.1.1.1", 80));
-    assert_eq!(b.on_message(1_000, A, DistroMsg::Sync(copy)), DistroReply::Ok);
+    assert_eq!(
+        b.on_message(1_000, A, DistroMsg::Sync(copy)),
+        DistroReply::Ok
+    );
     b.connect(1_000, "b-conn");
     b.register(1_000, "b-conn", &svc(), Instance::new("2.2.2.2", 80))
         .expect("register");
