@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
@@ -254,6 +254,12 @@ fn query_beta(node: &CpNode, p: &Params) -> Response {
     json_response(&json!({"code": 200, "message": "query beta ok", "data": data}))
 }
 
+// The headers of a config answer, parsed once (HTTP/1 writes names in lower case anyway).
+const CONTENT_MD5: HeaderName = HeaderName::from_static("content-md5");
+const CONFIG_TYPE: HeaderName = HeaderName::from_static("config-type");
+const ENCRYPTED_DATA_KEY: HeaderName = HeaderName::from_static("encrypted-data-key");
+const IS_BETA: HeaderName = HeaderName::from_static("isbeta");
+
 /// The content this client is served: the beta item when its IP is in the beta list, a tag's
 /// item when it asks with `tag` (or `Vipserver-Tag`), else the main item.
 fn get_config(node: &CpNode, p: &Params, client_ip: &str, headers: &HeaderMap) -> Response {
@@ -269,25 +275,26 @@ fn get_config(node: &CpNode, p: &Params, client_ip: &str, headers: &HeaderMap) -
         let item = served.item;
         let mut out = text(StatusCode::OK, item.content.clone());
         let h = out.headers_mut();
-        let mut put = |name: &'static str, value: &str| {
+        h.reserve(8);
+        let mut put = |name: HeaderName, value: &str| {
             if let Ok(v) = HeaderValue::from_str(value) {
                 h.insert(name, v);
             }
         };
-        put("Content-MD5", &item.md5);
-        put("Config-Type", served.config_type);
+        put(CONTENT_MD5, &item.md5);
+        put(CONFIG_TYPE, served.config_type);
         if !item.encrypted_data_key.is_empty() {
-            put("Encrypted-Data-Key", &item.encrypted_data_key);
+            put(ENCRYPTED_DATA_KEY, &item.encrypted_data_key);
         }
-        let mut fixed = |name: &'static str, value: &'static str| {
+        let mut fixed = |name: HeaderName, value: &'static str| {
             h.insert(name, HeaderValue::from_static(value));
         };
         if served.is_beta() {
-            fixed("isBeta", "true");
+            fixed(IS_BETA, "true");
         }
-        fixed("Pragma", "no-cache");
-        fixed("Expires", "Thu, 01 Jan 1970 00:00:00 GMT");
-        fixed("Cache-Control", "no-cache,no-store");
+        fixed(header::PRAGMA, "no-cache");
+        fixed(header::EXPIRES, "Thu, 01 Jan 1970 00:00:00 GMT");
+        fixed(header::CACHE_CONTROL, "no-cache,no-store");
         out
     })
 }
