@@ -171,7 +171,10 @@ impl Net {
                 let overdue = d.expiry_overdue(now);
                 assert!(overdue.is_empty(), "{n}: expiry would miss {overdue:?}");
                 let miscounted = d.miscounted_services();
-                assert!(miscounted.is_empty(), "{n}: instance count off in {miscounted:?}");
+                assert!(
+                    miscounted.is_empty(),
+                    "{n}: instance count off in {miscounted:?}"
+                );
                 d.on_tick(now);
             }
             self.collect(n);

@@ -63,7 +63,6 @@ const SERVICE_PAGE_SIZE_MAX: usize = 10_000;
 /// The version this server reports where Nacos reports its own.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-
 /// What the naming API serves from.
 pub struct NamingApi {
     pub cp: Arc<CpNode>,
