@@ -66,7 +66,7 @@ fn poll(port: u16, md5: &str, headers: &[(&str, &str)]) -> String {
 fn beta_and_tag_items_over_http() {
     let root = temp_dir("gray-http");
     let port = free_http_port();
-    let _nacre = Nacre::spawn(bin(), port, &root.join("data"), &root.join("nacre.log"));
+    let nacre = Nacre::spawn(bin(), port, &root.join("data"), &root.join("nacre.log"));
     publish(port, &format!("{Q}&content=main&type=yaml"), &[]);
     publish(
         port,
@@ -157,6 +157,8 @@ fn beta_and_tag_items_over_http() {
     assert_eq!((r.status, r.body.as_str()), (200, "true"));
     assert_eq!(get(port, &format!("{Q}&tag=blue"), &[OTHER]).status, 404);
     assert_eq!(get(port, Q, &[OTHER]).body, "main");
+    drop(nacre);
+    let _ = std::fs::remove_dir_all(&root);
 }
 
 struct Heard(mpsc::UnboundedSender<String>);
@@ -182,7 +184,7 @@ async fn heard(rx: &mut mpsc::UnboundedReceiver<String>, want: &str) {
 async fn beta_publish_and_stop_with_the_official_sdk() {
     let root = temp_dir("gray-sdk");
     let port = free_http_port();
-    let _nacre = Nacre::spawn(bin(), port, &root.join("data"), &root.join("nacre.log"));
+    let nacre = Nacre::spawn(bin(), port, &root.join("data"), &root.join("nacre.log"));
     let config = ConfigServiceBuilder::new(
         ClientProps::new()
             .server_addr(format!("127.0.0.1:{port}"))
@@ -237,4 +239,6 @@ async fn beta_publish_and_stop_with_the_official_sdk() {
     .expect("joined");
     assert_eq!(r.status, 200, "{}", r.body);
     heard(&mut rx, "main").await;
+    drop(nacre);
+    let _ = std::fs::remove_dir_all(&root);
 }

@@ -56,6 +56,15 @@ fn start(label: &str) -> Nacre {
     nacre
 }
 
+/// Stops a member started by `start` and removes its directory.
+fn finish(nacre: Nacre) {
+    let root = nacre.data_dir.parent().map(Path::to_path_buf);
+    drop(nacre);
+    if let Some(root) = root {
+        let _ = std::fs::remove_dir_all(root);
+    }
+}
+
 fn body(p: &Payload) -> Value {
     p.body
         .as_ref()
@@ -246,6 +255,7 @@ async fn idle_connections_are_probed_and_silent_ones_expelled() {
     let v: Value = serde_json::from_str(&current.body).expect("json");
     assert!(v.get(&alive.id).is_some(), "{}", current.body);
     assert!(v.get(&wedged.id).is_none(), "{}", current.body);
+    finish(nacre);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -338,6 +348,7 @@ async fn client_metrics_and_connection_resets() {
     )
     .expect("bad count");
     assert_eq!(r.status, 400, "{}", r.body);
+    finish(nacre);
 }
 
 /// The next server request that is not a liveness probe (probes are answered).
@@ -426,4 +437,5 @@ async fn limits_answer_typed_errors_and_the_connection_stays() {
     // The connection still works.
     raw.register("fine", "127.0.0.22").await;
     assert_eq!(listed(port, "fine"), 1);
+    finish(nacre);
 }
