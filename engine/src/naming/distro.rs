@@ -801,7 +801,6 @@ impl Distro {
             quiet_until_ms: None,
             look_at_ms: 0,
         });
-        self.wake_soon(conn);
     }
 
     /// A keepalive on a connection; false if the connection is not known here.
@@ -973,7 +972,7 @@ impl Distro {
                 if let Some(c) = self.clients.get_mut(&id) {
                     c.beats.insert(service.clone(), now);
                     c.quiet_until_ms = None;
-                    self.wake_soon(&id);
+                    c.look_at_ms = 0;
                 }
             }
             IpPortWrite::Deregister { service, .. } => match self.clients.get(&id) {
@@ -999,10 +998,8 @@ impl Distro {
                 };
                 c.beats.insert(service.clone(), now);
                 c.quiet_until_ms = None;
-                let healthy = inst.healthy;
-                self.wake_soon(&id);
-                if !healthy {
-                    let c = &self.clients[&id];
+                c.look_at_ms = 0;
+                if !inst.healthy {
                     let mut data = c.data.clone();
                     if let Some(i) = data.instances.get_mut(service) {
                         i.healthy = true;
@@ -1059,44 +1056,28 @@ impl Distro {
             .clients
             .insert(id.clone(), Client { look_at_ms: 0, ..c });
         let new = &self.clients[&id].data;
-        let count =
-            |d: Option<&ClientData>, s: &ServiceKey| d.map_or(0, |d| d.instances_of(s).count());
         let old = old.map(|c| c.data);
-        // Each changed service with the client's instance count there before and after.
-        let (gone, changed): (Vec<_>, Vec<_>) = match &old {
-            None => (Vec::new(), new.services().cloned().collect()),
-            Some(old) => old
-                .changed_services(new)
-                .into_iter()
-                .cloned()
-                .partition(|s| !new.publishes(s)),
+        let services: Vec<&ServiceKey> = match &old {
+            None => new.services().collect(),
+            Some(old) => old.changed_services(new),
         };
-        let gone: Vec<(ServiceKey, usize)> = gone
+        // Each changed service with the client's instance count there before and, unless it
+        // left the service, after; the services it left first.
+        let count = |d: &ClientData, s: &ServiceKey| d.instances_of(s).count();
+        let mut changes: Vec<(ServiceKey, usize, Option<usize>)> = services
             .into_iter()
             .map(|s| {
-                let n = count(old.as_ref(), &s);
-                (s, n)
+                let before = old.as_ref().map_or(0, |o| count(o, s));
+                let after = new.publishes(s).then(|| count(new, s));
+                (s.clone(), before, after)
             })
             .collect();
-        let changed: Vec<(ServiceKey, usize, usize)> = changed
-            .into_iter()
-            .map(|s| {
-                let (b, a) = (count(old.as_ref(), &s), count(Some(new), &s));
-                (s, b, a)
-            })
-            .collect();
-        for (s, before) in &gone {
-            self.unlist(s, &id, *before);
-        }
-        for (s, before, after) in &changed {
-            self.list(s, &id, *before, *after);
-        }
-    }
-
-    /// Has `expire` look at client `id` at its next pass (see `Client::look_at_ms`).
-    fn wake_soon(&mut self, id: &str) {
-        if let Some(c) = self.clients.get_mut(id) {
-            c.look_at_ms = 0;
+        changes.sort_by_key(|(_, _, after)| after.is_some());
+        for (s, before, after) in changes {
+            match after {
+                None => self.unlist(&s, &id, before),
+                Some(after) => self.list(&s, &id, before, after),
+            }
         }
     }
 
